@@ -1,0 +1,3 @@
+from neurolink.cli import main
+
+raise SystemExit(main())

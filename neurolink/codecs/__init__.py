@@ -1,0 +1,14 @@
+"""Codec registry, built-in codecs and the level ladder.
+
+>>> from neurolink.codecs import get_codec
+>>> codec = get_codec({"id": "delta-zstd", "level": 3})
+"""
+
+from neurolink.codecs.base import Codec
+from neurolink.codecs.ladder import Ladder, load_ladder
+from neurolink.codecs.registry import get_codec, list_codecs, register_codec
+from neurolink.codecs.delta_zstd import DeltaZstd
+
+register_codec(DeltaZstd)
+
+__all__ = ["Codec", "Ladder", "get_codec", "list_codecs", "load_ladder", "register_codec"]
