@@ -39,8 +39,6 @@ def unpack_array_header(blob: bytes | memoryview, codec_id: str) -> tuple[np.dty
     if code not in CODE_DTYPES:
         raise CodecError(f"{codec_id}: unknown dtype code {code} at offset 0")
     dtype = CODE_DTYPES[code]
-    if n_ch == 0 and n_s != 0:
-        raise CodecError(f"{codec_id}: zero channels with {n_s} samples")
     if n_s * max(n_ch, 1) * dtype.itemsize > MAX_DECODED_BYTES:
         raise CodecError(f"{codec_id}: header claims {n_s}x{n_ch} {dtype.name}, above the {MAX_DECODED_BYTES} byte limit")
     return dtype, flags, n_s, n_ch
