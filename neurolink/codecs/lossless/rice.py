@@ -1,0 +1,68 @@
+"""Adaptive Golomb-Rice coding (LOCO-I running mean) with a bounded escape.
+
+The parameter ``k`` follows the mean magnitude ``A/N`` of past residuals of the same context, so no
+side information is sent and the state can be carried across streaming frames. ``k`` moves by at
+most a couple of steps per sample, so it is tracked incrementally instead of recomputed.
+Quotients >= QMAX escape to a raw ``esc_bits`` field: every decode loop is bounded.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from neurolink.codecs.lossless.bitio import get_bits, get_zeros, put_bits
+
+QMAX = 24
+NRESET = 64
+
+
+@njit(cache=True, inline="always")
+def update_k(k: int, a: int, n: int) -> int:
+    while (n << k) < a:
+        k += 1
+    while k > 0 and (n << (k - 1)) >= a:
+        k -= 1
+    return k
+
+
+@njit(cache=True, inline="always")
+def rice_put(out, ws, e: int, k: int, esc_bits: int) -> int:
+    """Write residual ``e`` with parameter ``k``; returns |e| for the context update."""
+    u = (e << 1) ^ (e >> 63)  # zigzag
+    q = u >> k
+    if q < QMAX:
+        if q + 1 + k <= 32:
+            put_bits(out, ws, (1 << k) | (u & ((1 << k) - 1)), q + 1 + k)
+        else:
+            put_bits(out, ws, 1, q + 1)
+            if k > 32:
+                put_bits(out, ws, u >> 32, k - 32)
+                put_bits(out, ws, u & 0xFFFFFFFF, 32)
+            else:
+                put_bits(out, ws, u, k)
+    else:
+        put_bits(out, ws, 0, QMAX)
+        if esc_bits > 32:
+            put_bits(out, ws, u >> 32, esc_bits - 32)
+            put_bits(out, ws, u & 0xFFFFFFFF, 32)
+        else:
+            put_bits(out, ws, u, esc_bits)
+    return e if e >= 0 else -e
+
+
+@njit(cache=True, inline="always")
+def rice_get(buf, rs, k: int, esc_bits: int) -> int:
+    q = get_zeros(buf, rs, QMAX)
+    if q < QMAX:
+        if k > 32:
+            u = (q << k) | (get_bits(buf, rs, k - 32) << 32) | get_bits(buf, rs, 32)
+        elif k > 0:
+            u = (q << k) | get_bits(buf, rs, k)
+        else:
+            u = q
+    else:
+        if esc_bits > 32:
+            u = (get_bits(buf, rs, esc_bits - 32) << 32) | get_bits(buf, rs, 32)
+        else:
+            u = get_bits(buf, rs, esc_bits)
+    return (u >> 1) ^ -(u & 1)

@@ -1,0 +1,307 @@
+"""The receiver pipeline: transport -> parse -> gap detection -> decode -> conceal -> sinks, plus feedback.
+
+Timestamps: frames carry the sender's LSL timestamp of their first sample; the receiver maps it into its
+own clock with an NTP-style offset estimated from clock probes (never the arrival time), keeps the result
+monotonic, and derives per-sample stamps as ``t0 + i / fs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurolink.codecs import get_codec
+from neurolink.conceal import check_mode, conceal
+from neurolink.errors import CodecError, ConfigError, MissingReferenceError, WireFormatError
+from neurolink.lsl import pylsl
+from neurolink.sinks.base import Sink
+from neurolink.stats import ClockOffset, Ring
+from neurolink.transports.base import ReceiverTransport
+from neurolink.wire import format as wire
+
+log = logging.getLogger(__name__)
+
+SinkFactory = Callable[[wire.StreamHeader], list[Sink]]
+
+
+@dataclass
+class RxStats:
+    frames_ok: int = 0
+    frames_lost: int = 0  # sequence gaps
+    frames_undecodable: int = 0  # e.g. predicted frame after a loss, before the next keyframe
+    frames_late: int = 0  # duplicates or behind the playout point
+    samples_out: int = 0
+    samples_concealed: int = 0
+    bytes_in: int = 0
+    raw_bytes: int = 0
+    timestamp_clamps: int = 0
+    restarts: int = 0
+    level: int = 0
+    latency_ms: Ring = field(default_factory=Ring)
+    decode_us: Ring = field(default_factory=Ring)
+    ended: bool = False
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.bytes_in if self.bytes_in else float("nan")
+
+
+class _RxStream:
+    def __init__(self, header: wire.StreamHeader, sinks: list[Sink], conceal_mode: str) -> None:
+        self.header = header
+        self.sinks = sinks
+        self.conceal_mode = conceal_mode
+        self.fs = header.nominal_srate
+        self.ladder = header.ladder or [header.codec]
+        self.decoders: dict[int, Any] = {}
+        self.expected: int | None = None
+        self.last_sample: np.ndarray | None = None
+        self.last_ts = -np.inf
+        self.stats = RxStats()
+        self.clock = ClockOffset()
+        # per control interval
+        self.iv_bytes = 0
+        self.iv_ok = 0
+        self.iv_lost = 0
+        self.iv_delay: list[float] = []
+        self.prev_delay = float("nan")
+        self.interval = 0
+        self.probe_echo = 0.0
+        for s in sinks:
+            s.open(header)
+
+    def decoder(self, level: int):
+        if level not in self.decoders:
+            if not 0 <= level < len(self.ladder):
+                raise CodecError(f"level {level} outside the stream's ladder of {len(self.ladder)} levels")
+            self.decoders[level] = get_codec(self.ladder[level])
+        return self.decoders[level]
+
+
+class Receiver:
+    """One receiver daemon: any number of streams from the transport, each to its sinks."""
+
+    def __init__(
+        self,
+        transport: ReceiverTransport,
+        sink_factory: SinkFactory,
+        *,
+        conceal: str = "hold",
+        control_interval_s: float = 0.1,
+        stream_ids: set[int] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.sink_factory = sink_factory
+        self.conceal_mode = check_mode(conceal)
+        if control_interval_s <= 0:
+            raise ConfigError("receiver.control_interval_s", f"must be > 0, got {control_interval_s}")
+        self.control_interval_s = control_interval_s
+        self.stream_ids = stream_ids
+        self.streams: dict[int, _RxStream] = {}
+        self.bad_messages = 0
+        self.frames_without_header = 0
+        self._stopping = asyncio.Event()
+        self.header_event = asyncio.Event()
+        self.ended_event = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        async with self.transport:
+            async with asyncio.TaskGroup() as tg:
+                rx = tg.create_task(self._recv_loop(), name="recv")
+                fb = tg.create_task(self._feedback_loop(), name="feedback")
+                await self._stopping.wait()
+                rx.cancel()
+                fb.cancel()
+        for st in self.streams.values():
+            for s in st.sinks:
+                s.close()
+
+    # -- receive -----------------------------------------------------------------------------------
+    async def _recv_loop(self) -> None:
+        while True:
+            msg = await self.transport.recv()
+            self.handle(msg)
+
+    def handle(self, msg: bytes) -> None:
+        """Process one wire message; malformed input is counted and logged (rate-limited), never raised."""
+        try:
+            mtype = wire.message_type(msg)
+            if mtype == wire.MSG_FRAME:
+                self._on_frame(wire.parse_frame(msg), len(msg))
+            elif mtype == wire.MSG_STREAM_HEADER:
+                self._on_header(wire.parse_stream_header(msg))
+            elif mtype == wire.MSG_CLOCK:
+                self._on_clock(wire.parse_clock(msg))
+            else:
+                raise WireFormatError("msg_type", 5, f"unexpected message type {mtype} on the data channel")
+        except (WireFormatError, CodecError) as exc:
+            self.bad_messages += 1
+            if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
+                log.warning("rejected message (%d so far): %s", self.bad_messages, exc)
+
+    def _on_header(self, h: wire.StreamHeader) -> None:
+        if self.stream_ids is not None and h.stream_id not in self.stream_ids:
+            return
+        st = self.streams.get(h.stream_id)
+        if st is not None and st.header == h:
+            return
+        if st is not None:
+            log.info("stream %d: new stream header (sender restarted or reconfigured)", h.stream_id)
+            for s in st.sinks:
+                s.close()
+        try:
+            sinks = self.sink_factory(h)
+        except Exception as exc:
+            raise WireFormatError("json", 14, f"cannot create sinks for stream {h.stream_id}: {exc}") from exc
+        self.streams[h.stream_id] = _RxStream(h, sinks, self.conceal_mode)
+        log.info("stream %d: %r %s, %d ch @ %g Hz, %s", h.stream_id, h.name, h.type, h.channel_count,
+                 h.nominal_srate, h.channel_format)
+        self.header_event.set()
+        self._probe(h.stream_id)
+
+    def _on_clock(self, c: wire.ClockProbe) -> None:
+        st = self.streams.get(c.stream_id)
+        if st is not None and c.kind == 1:
+            st.clock.add(c.t0, c.t1, c.t2, pylsl.local_clock())
+
+    def _on_frame(self, f: wire.Frame, nbytes: int) -> None:
+        h = f.header
+        st = self.streams.get(h.stream_id)
+        if st is None:
+            self.frames_without_header += 1
+            return
+        s = st.stats
+        if h.flags & wire.FLAG_END_OF_STREAM:
+            s.ended = True
+            self.ended_event.set()
+            return
+        if h.n_channels != st.header.channel_count or h.dtype != st.header.channel_format:
+            raise WireFormatError("n_channels", 32, f"frame {h.n_channels} ch {h.dtype} does not match the stream header")
+        if st.expected is None:
+            st.expected = h.seq
+        if h.seq < st.expected:
+            if st.expected - h.seq > 10_000 or h.seq == 0:
+                log.info("stream %d: sequence restarted at %d (was %d)", h.stream_id, h.seq, st.expected)
+                s.restarts += 1
+                st.expected = h.seq
+                st.decoders.clear()
+            else:
+                s.frames_late += 1
+                return
+        gap = h.seq - st.expected
+        st.expected = h.seq + 1
+        s.bytes_in += nbytes
+        st.iv_bytes += nbytes
+        s.level = h.level
+        t = time.perf_counter_ns()
+        try:
+            data = st.decoder(h.level).decode(f.payload)
+        except MissingReferenceError:
+            s.frames_undecodable += 1
+            data = None
+        s.decode_us.add((time.perf_counter_ns() - t) / 1000.0)
+        if data is not None and data.shape != (h.n_samples, h.n_channels):
+            raise CodecError(f"stream {h.stream_id} frame {h.seq}: payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
+        offset = st.clock.offset
+        t0 = h.timestamp - offset
+        fs = st.fs
+        if gap > 0:
+            s.frames_lost += gap
+            st.iv_lost += gap
+        missing = gap * (st.header.frame_samples or h.n_samples) if fs > 0 else 0
+        if data is None and fs > 0:
+            missing += h.n_samples
+        if missing > 0 and fs > 0:
+            # lost samples end right before this frame's first sample (or include it when undecodable)
+            end_t = t0 + (h.n_samples / fs if data is None else 0.0)
+            ts = end_t - np.arange(missing, 0, -1) / fs
+            nxt = data[0] if data is not None else None
+            fill = conceal(st.conceal_mode, missing, h.n_channels, np.dtype(h.dtype), st.last_sample, nxt)
+            self._emit(st, fill, ts, concealed=True)
+        if data is None:
+            return
+        s.frames_ok += 1
+        st.iv_ok += 1
+        s.raw_bytes += data.nbytes
+        ts = t0 + np.arange(h.n_samples) / fs if fs > 0 else np.full(h.n_samples, t0)
+        self._emit(st, data, ts, concealed=False)
+        now = pylsl.local_clock()
+        lat = (now - ts[-1]) * 1000.0
+        s.latency_ms.add(lat)
+        st.iv_delay.append(lat)
+
+    def _emit(self, st: _RxStream, data: np.ndarray, ts: np.ndarray, *, concealed: bool) -> None:
+        if data.shape[0] == 0:
+            return
+        if ts[0] <= st.last_ts:  # keep the republished clock monotonic (offset updates, sender jitter)
+            st.stats.timestamp_clamps += 1
+            ts = ts + (st.last_ts - ts[0]) + (1.0 / st.fs if st.fs > 0 else 1e-6)
+        for s in st.sinks:
+            s.push(data, ts, concealed=concealed)
+        st.last_ts = float(ts[-1])
+        st.last_sample = data[-1]
+        st.stats.samples_out += data.shape[0]
+        if concealed:
+            st.stats.samples_concealed += data.shape[0]
+
+    # -- feedback ----------------------------------------------------------------------------------
+    def _probe(self, stream_id: int) -> None:
+        msg = wire.pack_clock(wire.ClockProbe(stream_id, 0, pylsl.local_clock(), 0.0, 0.0))
+        asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))
+
+    async def _feedback_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.control_interval_s)
+            now = time.monotonic()
+            dt = max(now - last, 1e-6)
+            last = now
+            for sid, st in self.streams.items():
+                n = st.iv_ok + st.iv_lost
+                delay = float(np.mean(st.iv_delay)) if st.iv_delay else float("nan")
+                grad = 0.0 if (np.isnan(delay) or np.isnan(st.prev_delay)) else delay - st.prev_delay
+                fb = wire.Feedback(
+                    stream_id=sid,
+                    interval=st.interval,
+                    receiver_time=pylsl.local_clock(),
+                    probe_echo=0.0,
+                    throughput_bps=8.0 * st.iv_bytes / dt,
+                    delay_ms=0.0 if np.isnan(delay) else delay,
+                    delay_gradient=grad,
+                    loss_fraction=(st.iv_lost / n) if n else 0.0,
+                    jitter_buffer_ms=0.0,
+                    fidelity=-1.0,
+                    frames_received=st.stats.frames_ok,
+                    frames_lost=st.stats.frames_lost,
+                    decode_us=st.stats.decode_us.pct(50) if len(st.stats.decode_us) else 0.0,
+                )
+                if not np.isnan(delay):
+                    st.prev_delay = delay
+                st.interval += 1
+                st.iv_bytes = st.iv_ok = st.iv_lost = 0
+                st.iv_delay.clear()
+                await self.transport.send_feedback(wire.pack_feedback(fb), stream_id=sid)
+                self._probe(sid)
+
+    def summary(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for sid, st in self.streams.items():
+            s = st.stats
+            out[sid] = {
+                "name": st.header.name, "frames_ok": s.frames_ok, "frames_lost": s.frames_lost,
+                "frames_undecodable": s.frames_undecodable, "frames_late": s.frames_late,
+                "samples_out": s.samples_out, "samples_concealed": s.samples_concealed, "ratio": s.ratio,
+                "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
+                "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
+                "level": s.level, "ended": s.ended,
+            }
+        return out

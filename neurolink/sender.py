@@ -1,0 +1,299 @@
+"""The sender pipeline: source -> framer -> bounded queue -> encoder (level from controller) -> transport.
+
+Task ownership: :meth:`Sender.run` creates every task inside one ``asyncio.TaskGroup`` and cancels them
+all on :meth:`Sender.stop`; on the way out each stream flushes its partial frame and sends an
+end-of-stream frame, so a clean shutdown loses no sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurolink.codecs import Ladder, get_codec, load_ladder
+from neurolink.errors import NeurolinkError, TransportError, WireFormatError
+from neurolink.framer import Framer, RawFrame
+from neurolink.lsl import pylsl
+from neurolink.queues import DropOldestQueue
+from neurolink.sources.base import Source, StreamMeta
+from neurolink.stats import Ring
+from neurolink.transports.base import SenderTransport
+from neurolink.wire import format as wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamSpec:
+    """One stream of a sender daemon: where samples come from and how they are coded."""
+
+    source: Source
+    stream_id: int = 1
+    ladder: Ladder | None = None
+    frame_ms: float = 1.0
+    queue_frames: int = 2000
+    controller: dict[str, Any] = field(default_factory=lambda: {"id": "fixed", "level": 0})
+
+
+@dataclass
+class StreamStats:
+    frames_sent: int = 0
+    frames_dropped_queue: int = 0
+    frames_dropped_transport: int = 0
+    samples_in: int = 0
+    raw_bytes: int = 0
+    wire_bytes: int = 0
+    level: int = 0
+    level_switches: int = 0
+    backlog_ms: float = 0.0
+    encode_us: Ring = field(default_factory=Ring)
+    last_feedback: wire.Feedback | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.wire_bytes if self.wire_bytes else float("nan")
+
+
+class _Stream:
+    def __init__(self, spec: StreamSpec, meta: StreamMeta) -> None:
+        self.spec = spec
+        self.meta = meta
+        self.id = spec.stream_id
+        self.ladder = spec.ladder or load_ladder()
+        self.codecs = [get_codec(c) for c in self.ladder]
+        regular = meta.nominal_srate > 0
+        self.frame_samples = max(1, int(round(meta.nominal_srate * spec.frame_ms / 1000.0))) if regular else 1
+        self.framer = Framer(self.frame_samples, meta.channel_count, meta.channel_format, regular=regular)
+        self.queue: DropOldestQueue[RawFrame] = DropOldestQueue(spec.queue_frames)
+        self.stats = StreamStats()
+        self.level = 0
+        self.controller = None
+        self.observer = None
+        self.header_msg = wire.pack_stream_header(
+            wire.StreamHeader(
+                stream_id=self.id,
+                name=meta.name,
+                type=meta.type,
+                source_id=meta.source_id,
+                nominal_srate=float(meta.nominal_srate),
+                channel_count=meta.channel_count,
+                channel_format=meta.channel_format,
+                desc_xml=meta.desc_xml,
+                codec=self.ladder[0],
+                ladder=list(self.ladder),
+                frame_samples=self.frame_samples,
+                hostname=meta.hostname or socket.gethostname(),
+            )
+        )
+        self.frame_s = self.frame_samples / meta.nominal_srate if regular else 0.0
+
+    def set_level(self, level: int) -> None:
+        level = int(min(max(level, 0), len(self.codecs) - 1))
+        if level != self.level:
+            self.codecs[level].reset()  # the first frame at a new level is a keyframe
+            self.level = level
+            self.stats.level_switches += 1
+        self.stats.level = level
+
+    def encode(self, f: RawFrame) -> bytes:
+        codec = self.codecs[self.level]
+        t = time.perf_counter_ns()
+        payload = codec.encode(f.data)
+        self.stats.encode_us.add((time.perf_counter_ns() - t) / 1000.0)
+        flags = 0
+        if not codec.streaming:
+            flags |= wire.FLAG_KEYFRAME
+        else:
+            is_kf = getattr(codec, "is_keyframe", None)
+            if is_kf is not None and is_kf(payload):
+                flags |= wire.FLAG_KEYFRAME
+        n, c = f.data.shape
+        msg = wire.pack_frame(self.id, f.seq, f.timestamp, n, c, f.data.dtype.name, self.level, payload, flags)
+        self.stats.raw_bytes += f.data.nbytes
+        self.stats.wire_bytes += len(msg)
+        return msg
+
+
+class Sender:
+    """One sender daemon: several streams sharing one transport and one feedback channel."""
+
+    def __init__(
+        self,
+        specs: list[StreamSpec],
+        transport: SenderTransport,
+        *,
+        control_interval_s: float = 0.1,
+        header_interval_s: float = 0.5,
+        shaper: Any = None,
+    ) -> None:
+        ids = [s.stream_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise NeurolinkError(f"stream ids must be unique, got {ids}")
+        self.specs = specs
+        self.transport = transport
+        self.control_interval_s = control_interval_s
+        self.header_interval_s = header_interval_s
+        self.shaper = shaper
+        self.streams: dict[int, _Stream] = {}
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+        self.bad_feedback = 0
+
+    # -- public ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the pipeline to flush and exit (safe from signal handlers)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        async with self.transport:
+            for spec in self.specs:
+                meta = await spec.source.open()
+                st = _Stream(spec, meta)
+                self._setup_controller(st)
+                self.streams[spec.stream_id] = st
+                await self._send(st, st.header_msg, kind="header")
+            self.started.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    aux = [tg.create_task(self._pump(st), name=f"pump:{st.id}") for st in self.streams.values()]
+                    aux += [
+                        tg.create_task(self._headers(), name="headers"),
+                        tg.create_task(self._feedback(), name="feedback"),
+                        tg.create_task(self._control(), name="control"),
+                    ]
+                    senders = [tg.create_task(self._encode_send(st), name=f"send:{st.id}") for st in self.streams.values()]
+                    await self._stopping.wait()
+                    for t in aux:
+                        t.cancel()
+                    for st in self.streams.values():
+                        st.queue.close()  # senders drain what is queued, in order, then return
+                    await asyncio.gather(*senders)
+            finally:
+                await self._flush_all()
+                for st in self.streams.values():
+                    await st.spec.source.close()
+
+    # -- tasks -------------------------------------------------------------------------------------
+    async def _pump(self, st: _Stream) -> None:
+        async for chunk in st.spec.source.chunks():
+            st.stats.samples_in += chunk.data.shape[0]
+            for f in st.framer.push(chunk.data, chunk.timestamps):
+                if st.queue.put_nowait(f) is not None:
+                    st.stats.frames_dropped_queue += 1
+                    if st.stats.frames_dropped_queue in (1, 10, 100, 1000) or st.stats.frames_dropped_queue % 10000 == 0:
+                        log.warning("stream %d: send queue full, dropped %d oldest frames so far", st.id, st.stats.frames_dropped_queue)
+        # source ended (finite replay): finish the stream
+        self._stopping.set()
+
+    async def _encode_send(self, st: _Stream) -> None:
+        while (f := await st.queue.get()) is not None:
+            await self._send(st, st.encode(f))
+            st.stats.frames_sent += 1
+
+    async def _flush_all(self) -> None:
+        for st in self.streams.values():
+            f = st.framer.flush()
+            try:
+                if f is not None:
+                    await self._send(st, st.encode(f))
+                    st.stats.frames_sent += 1
+                eos = wire.pack_frame(st.id, st.framer.seq, 0.0, 0, st.meta.channel_count, st.meta.channel_format,
+                                      st.level, b"", wire.FLAG_END_OF_STREAM)
+                await self._send(st, eos)
+            except TransportError as exc:
+                log.error("stream %d: flush failed: %s", st.id, exc)
+
+    async def _send(self, st: _Stream, msg: bytes, kind: str = "data") -> None:
+        if self.shaper is not None and kind == "data":
+            deliver_at = self.shaper.admit(len(msg), time.monotonic())
+            if deliver_at is None:
+                st.stats.frames_dropped_transport += 1
+                return
+            delay = deliver_at - time.monotonic()
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._send_now(st, msg, kind)))
+                return
+        await self._send_now(st, msg, kind)
+
+    async def _send_now(self, st: _Stream, msg: bytes, kind: str) -> None:
+        ok = await self.transport.send(msg, stream_id=st.id, kind=kind)
+        if not ok:
+            st.stats.frames_dropped_transport += 1
+
+    async def _headers(self) -> None:
+        while True:
+            await asyncio.sleep(self.header_interval_s)
+            for st in self.streams.values():
+                await self._send_now(st, st.header_msg, "header")
+
+    async def _feedback(self) -> None:
+        while True:
+            msg = await self.transport.recv_feedback()
+            try:
+                mtype = wire.message_type(msg)
+                if mtype == wire.MSG_FEEDBACK:
+                    fb = wire.parse_feedback(msg)
+                    st = self.streams.get(fb.stream_id)
+                    if st is not None:
+                        st.stats.last_feedback = fb
+                elif mtype == wire.MSG_CLOCK:
+                    probe = wire.parse_clock(msg)
+                    if probe.kind == 0:
+                        t1 = pylsl.local_clock()
+                        reply = wire.ClockProbe(probe.stream_id, 1, probe.t0, t1, pylsl.local_clock())
+                        await self.transport.send(wire.pack_clock(reply), stream_id=probe.stream_id, kind="clock")
+                else:
+                    raise WireFormatError("msg_type", 5, f"unexpected message type {mtype} on the feedback channel")
+            except WireFormatError as exc:
+                self.bad_feedback += 1
+                if self.bad_feedback in (1, 10, 100) or self.bad_feedback % 1000 == 0:
+                    log.warning("feedback channel: rejected message (%d so far): %s", self.bad_feedback, exc)
+
+    def _setup_controller(self, st: _Stream) -> None:
+        cfg = st.spec.controller
+        if cfg.get("id") == "fixed" and "level" in cfg and len(cfg) == 2:
+            st.set_level(int(cfg["level"]))
+            st.controller = None
+            return
+        from neurolink.control import get_controller  # the controller family lives in neurolink.control
+
+        st.controller = get_controller(cfg)
+        st.set_level(0)
+
+    async def _control(self) -> None:
+        while True:
+            await asyncio.sleep(self.control_interval_s)
+            for st in self.streams.values():
+                st.stats.backlog_ms = 1000.0 * (len(st.queue) * st.frame_s + st.spec.source.backlog_samples / max(st.meta.nominal_srate, 1e-9))
+                if st.controller is None:
+                    continue
+                from neurolink.control.live import decide  # builds the shared observation from feedback
+
+                st.set_level(decide(st))
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def summary(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for sid, st in self.streams.items():
+            s = st.stats
+            out[sid] = {
+                "name": st.meta.name, "frames_sent": s.frames_sent, "samples_in": s.samples_in,
+                "ratio": s.ratio, "level": s.level, "backlog_ms": s.backlog_ms,
+                "dropped_queue": s.frames_dropped_queue,
+                "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
+                "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),
+            }
+        return out
+
+
+def frame_samples_for(meta: StreamMeta, frame_ms: float) -> int:
+    return max(1, int(round(meta.nominal_srate * frame_ms / 1000.0))) if meta.nominal_srate > 0 else 1
+
+
+__all__ = ["Sender", "StreamSpec", "StreamStats", "frame_samples_for", "np"]

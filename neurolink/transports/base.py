@@ -1,0 +1,92 @@
+"""Transport contract: async context managers moving opaque wire messages, bounded and counted.
+
+The sender side publishes data messages and receives feedback; the receiver side does the reverse.
+Messages are already-serialised wire-format bytes: a transport never inspects or alters them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from neurolink.errors import ConfigError
+
+
+@dataclass
+class TransportStats:
+    sent: int = 0
+    bytes_sent: int = 0
+    dropped: int = 0  # refused by a full queue / high-water mark: counted, never silent
+    received: int = 0
+    bytes_received: int = 0
+    errors: int = 0
+    reconnects: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class _Base(ABC):
+    stats: TransportStats
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class SenderTransport(_Base):
+    @abstractmethod
+    async def send(self, msg: bytes, *, stream_id: int = 0, kind: str = "data") -> bool:
+        """Queue one message; False if it was dropped (already counted in ``stats.dropped``).
+
+        ``kind`` is "data" or "header" (stream headers may be retained by brokers)."""
+
+    @abstractmethod
+    async def recv_feedback(self) -> bytes:
+        """Next message from a receiver (feedback report or clock probe)."""
+
+
+class ReceiverTransport(_Base):
+    @abstractmethod
+    async def recv(self) -> bytes:
+        """Next data message from a sender."""
+
+    @abstractmethod
+    async def send_feedback(self, msg: bytes, *, stream_id: int = 0) -> bool:
+        """Send one message back to the sender(s)."""
+
+
+_SENDERS: dict[str, type] = {}
+_RECEIVERS: dict[str, type] = {}
+
+
+def register_transport(name: str, sender: type, receiver: type) -> None:
+    _SENDERS[name] = sender
+    _RECEIVERS[name] = receiver
+
+
+def _lookup(table: dict[str, type], config: dict[str, Any]) -> type:
+    kind = config.get("kind", "zmq")
+    if kind not in table:
+        raise ConfigError("transport.kind", f"expected one of {sorted(table)}, got {kind!r}")
+    return table[kind]
+
+
+def make_sender_transport(config: dict[str, Any]) -> SenderTransport:
+    cls = _lookup(_SENDERS, config)
+    return cls(**{k: v for k, v in config.items() if k != "kind"})
+
+
+def make_receiver_transport(config: dict[str, Any]) -> ReceiverTransport:
+    cls = _lookup(_RECEIVERS, config)
+    return cls(**{k: v for k, v in config.items() if k != "kind"})

@@ -1,0 +1,163 @@
+"""ZeroMQ transport (brokerless, the embedded default): tcp or ipc, PUB/SUB fan-out or PUSH/PULL.
+
+PUB sockets drop silently at the high-water mark; we use XPUB with ``XPUB_NODROP`` so a full queue
+raises EAGAIN on a non-blocking send, and count it. Feedback flows back on a second PUSH -> PULL pair.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from neurolink.errors import ConfigError, TransportError
+from neurolink.transports.base import ReceiverTransport, SenderTransport, TransportStats, register_transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = "tcp://127.0.0.1:5556"
+DEFAULT_FEEDBACK = "tcp://127.0.0.1:5557"
+PATTERNS = ("pubsub", "pushpull")
+
+
+def _check_endpoint(key: str, ep: Any) -> str:
+    if not isinstance(ep, str) or not ep.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ConfigError(f"transport.{key}", f"expected a tcp://, ipc:// or inproc:// endpoint, got {ep!r}")
+    return ep
+
+
+class _ZmqCommon:
+    def __init__(
+        self,
+        data: str = DEFAULT_DATA,
+        feedback: str = DEFAULT_FEEDBACK,
+        pattern: str = "pubsub",
+        hwm: int = 10000,
+        bind: bool | None = None,
+        context: zmq.asyncio.Context | None = None,
+        curve: dict[str, Any] | None = None,
+    ) -> None:
+        self.data_ep = _check_endpoint("data", data)
+        self.feedback_ep = _check_endpoint("feedback", feedback)
+        if pattern not in PATTERNS:
+            raise ConfigError("transport.pattern", f"expected one of {list(PATTERNS)}, got {pattern!r}")
+        if not isinstance(hwm, int) or hwm < 1:
+            raise ConfigError("transport.hwm", f"expected a positive int, got {hwm!r}")
+        self.pattern = pattern
+        self.hwm = hwm
+        self.bind = bind
+        self.curve = curve
+        self._ctx = context or zmq.asyncio.Context.instance()
+        self.stats = TransportStats()
+
+    def _apply_security(self, sock: zmq.Socket, server: bool) -> None:
+        if self.curve:
+            from neurolink.security.curve import apply_curve  # optional layer
+
+            apply_curve(sock, self.curve, server=server)
+
+
+class ZmqSender(_ZmqCommon, SenderTransport):
+    """Binds (by default) the data socket and the feedback PULL socket."""
+
+    async def start(self) -> None:
+        bind = True if self.bind is None else self.bind
+        try:
+            if self.pattern == "pubsub":
+                self._data = self._ctx.socket(zmq.XPUB)
+                self._data.setsockopt(zmq.XPUB_NODROP, 1)
+            else:
+                self._data = self._ctx.socket(zmq.PUSH)
+            self._data.setsockopt(zmq.SNDHWM, self.hwm)
+            self._data.setsockopt(zmq.LINGER, 200)
+            self._apply_security(self._data, server=bind)
+            self._fb = self._ctx.socket(zmq.PULL)
+            self._fb.setsockopt(zmq.RCVHWM, self.hwm)
+            self._fb.setsockopt(zmq.LINGER, 0)
+            self._apply_security(self._fb, server=bind)
+            if bind:
+                self._data.bind(self.data_ep)
+                self._fb.bind(self.feedback_ep)
+            else:
+                self._data.connect(self.data_ep)
+                self._fb.connect(self.feedback_ep)
+        except zmq.ZMQError as exc:
+            raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
+
+    async def send(self, msg: bytes, *, stream_id: int = 0, kind: str = "data") -> bool:
+        try:
+            await self._data.send(msg, flags=zmq.NOBLOCK, copy=len(msg) < 16384)
+        except zmq.Again:
+            self.stats.dropped += 1
+            return False
+        except zmq.ZMQError as exc:
+            self.stats.errors += 1
+            raise TransportError(f"zmq: send on {self.data_ep} failed: {exc}") from exc
+        self.stats.sent += 1
+        self.stats.bytes_sent += len(msg)
+        return True
+
+    async def recv_feedback(self) -> bytes:
+        msg = await self._fb.recv()
+        self.stats.received += 1
+        self.stats.bytes_received += len(msg)
+        return msg
+
+    async def close(self) -> None:
+        for s in (getattr(self, "_data", None), getattr(self, "_fb", None)):
+            if s is not None:
+                s.close()
+
+
+class ZmqReceiver(_ZmqCommon, ReceiverTransport):
+    """Connects (by default) to the sender's data and feedback sockets."""
+
+    async def start(self) -> None:
+        bind = False if self.bind is None else self.bind
+        try:
+            if self.pattern == "pubsub":
+                self._data = self._ctx.socket(zmq.SUB)
+                self._data.setsockopt(zmq.SUBSCRIBE, b"")
+            else:
+                self._data = self._ctx.socket(zmq.PULL)
+            self._data.setsockopt(zmq.RCVHWM, self.hwm)
+            self._data.setsockopt(zmq.LINGER, 0)
+            self._apply_security(self._data, server=bind)
+            self._fb = self._ctx.socket(zmq.PUSH)
+            self._fb.setsockopt(zmq.SNDHWM, 100)
+            self._fb.setsockopt(zmq.LINGER, 0)
+            self._apply_security(self._fb, server=bind)
+            if bind:
+                self._data.bind(self.data_ep)
+                self._fb.bind(self.feedback_ep)
+            else:
+                self._data.connect(self.data_ep)
+                self._fb.connect(self.feedback_ep)
+        except zmq.ZMQError as exc:
+            raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
+
+    async def recv(self) -> bytes:
+        msg = await self._data.recv(copy=True)
+        self.stats.received += 1
+        self.stats.bytes_received += len(msg)
+        return msg
+
+    async def send_feedback(self, msg: bytes, *, stream_id: int = 0) -> bool:
+        try:
+            await self._fb.send(msg, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.dropped += 1
+            return False
+        self.stats.sent += 1
+        self.stats.bytes_sent += len(msg)
+        return True
+
+    async def close(self) -> None:
+        for s in (getattr(self, "_data", None), getattr(self, "_fb", None)):
+            if s is not None:
+                s.close()
+
+
+register_transport("zmq", ZmqSender, ZmqReceiver)
