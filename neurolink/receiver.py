@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,13 @@ class _RxStream:
         self.last_ts = -np.inf
         self.stats = RxStats()
         self.clock = ClockOffset()
+        self.applied_offset: float | None = None
+        self.pending: list[tuple[np.ndarray, np.ndarray, bool]] = []  # held until the clock settles
+        self.created = time.monotonic()
+        # LSL's local_clock is the machine's monotonic clock: on the sender's own host the offset is 0
+        self.same_host = bool(header.hostname) and header.hostname == socket.gethostname()
+        if self.same_host:
+            self.applied_offset = 0.0
         # per control interval
         self.iv_bytes = 0
         self.iv_ok = 0
@@ -95,6 +103,8 @@ class Receiver:
         conceal: str = "hold",
         control_interval_s: float = 0.1,
         stream_ids: set[int] | None = None,
+        clock_settle_s: float = 0.5,
+        max_slew_s: float = 5e-6,
     ) -> None:
         self.transport = transport
         self.sink_factory = sink_factory
@@ -103,6 +113,8 @@ class Receiver:
             raise ConfigError("receiver.control_interval_s", f"must be > 0, got {control_interval_s}")
         self.control_interval_s = control_interval_s
         self.stream_ids = stream_ids
+        self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
+        self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
         self.streams: dict[int, _RxStream] = {}
         self.bad_messages = 0
         self.frames_without_header = 0
@@ -166,7 +178,12 @@ class Receiver:
         log.info("stream %d: %r %s, %d ch @ %g Hz, %s", h.stream_id, h.name, h.type, h.channel_count,
                  h.nominal_srate, h.channel_format)
         self.header_event.set()
-        self._probe(h.stream_id)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # offline use (tests, file decoding): no clock probes
+            return
+        for i in range(8):  # a burst of probes so the clock offset settles within ~100 ms
+            loop.call_later(0.01 * i, self._probe, h.stream_id)
 
     def _on_clock(self, c: wire.ClockProbe) -> None:
         st = self.streams.get(c.stream_id)
@@ -189,7 +206,7 @@ class Receiver:
         if st.expected is None:
             st.expected = h.seq
         if h.seq < st.expected:
-            if st.expected - h.seq > 10_000 or h.seq == 0:
+            if st.expected - h.seq > 10_000:
                 log.info("stream %d: sequence restarted at %d (was %d)", h.stream_id, h.seq, st.expected)
                 s.restarts += 1
                 st.expected = h.seq
@@ -211,8 +228,7 @@ class Receiver:
         s.decode_us.add((time.perf_counter_ns() - t) / 1000.0)
         if data is not None and data.shape != (h.n_samples, h.n_channels):
             raise CodecError(f"stream {h.stream_id} frame {h.seq}: payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
-        offset = st.clock.offset
-        t0 = h.timestamp - offset
+        t0 = h.timestamp  # sender clock; mapped in _emit
         fs = st.fs
         if gap > 0:
             s.frames_lost += gap
@@ -235,13 +251,29 @@ class Receiver:
         ts = t0 + np.arange(h.n_samples) / fs if fs > 0 else np.full(h.n_samples, t0)
         self._emit(st, data, ts, concealed=False)
         now = pylsl.local_clock()
-        lat = (now - ts[-1]) * 1000.0
+        lat = (now - (ts[-1] - (st.applied_offset or 0.0))) * 1000.0
         s.latency_ms.add(lat)
         st.iv_delay.append(lat)
 
-    def _emit(self, st: _RxStream, data: np.ndarray, ts: np.ndarray, *, concealed: bool) -> None:
+    def _emit(self, st: _RxStream, data: np.ndarray, ts_sender: np.ndarray, *, concealed: bool) -> None:
+        """Map sender timestamps into this clock and deliver; hold output until the offset is settled."""
         if data.shape[0] == 0:
             return
+        if st.applied_offset is None:
+            if not st.clock.settled and time.monotonic() - st.created < self.clock_settle_s:
+                st.pending.append((data, ts_sender, concealed))
+                return
+            st.applied_offset = st.clock.offset
+            pending, st.pending = st.pending, []
+            for d, t, c in pending:
+                self._deliver(st, d, t - st.applied_offset, concealed=c)
+        elif not st.same_host and st.clock.known:
+            # slew towards the best estimate: never a step in the republished clock
+            step = st.clock.offset - st.applied_offset
+            st.applied_offset += float(np.clip(step, -self.max_slew_s, self.max_slew_s))
+        self._deliver(st, data, ts_sender - st.applied_offset, concealed=concealed)
+
+    def _deliver(self, st: _RxStream, data: np.ndarray, ts: np.ndarray, *, concealed: bool) -> None:
         if ts[0] <= st.last_ts:  # keep the republished clock monotonic (offset updates, sender jitter)
             st.stats.timestamp_clamps += 1
             ts = ts + (st.last_ts - ts[0]) + (1.0 / st.fs if st.fs > 0 else 1e-6)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,7 @@ class _Stream:
                 ladder=list(self.ladder),
                 frame_samples=self.frame_samples,
                 hostname=meta.hostname or socket.gethostname(),
+                session=uuid.uuid4().hex,
             )
         )
         self.frame_s = self.frame_samples / meta.nominal_srate if regular else 0.0

@@ -38,7 +38,7 @@ class Ring:
 class ClockOffset:
     """NTP-style sender-minus-receiver clock offset from probe round trips; trusts the lowest-RTT sample."""
 
-    def __init__(self, window: int = 32) -> None:
+    def __init__(self, window: int = 256) -> None:
         self._samples: list[tuple[float, float]] = []  # (rtt, offset)
         self.window = window
 
@@ -55,6 +55,11 @@ class ClockOffset:
     @property
     def known(self) -> bool:
         return bool(self._samples)
+
+    @property
+    def settled(self) -> bool:
+        """Enough round trips that the lowest-RTT one is trustworthy."""
+        return len(self._samples) >= 5
 
     @property
     def offset(self) -> float:

@@ -194,6 +194,7 @@ class StreamHeader:
     ladder: list[dict[str, Any]] = field(default_factory=list)
     frame_samples: int = 0
     hostname: str = ""
+    session: str = ""  # random per sender start: a new session resets the receiver's sequence state
     wire_version: int = WIRE_VERSION
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -214,6 +215,7 @@ _SH_SCHEMA: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "ladder": (list, False),
     "frame_samples": (int, False),
     "hostname": (str, False),
+    "session": (str, False),
     "wire_version": (int, True),
 }
 

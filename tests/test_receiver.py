@@ -1,0 +1,103 @@
+"""Receiver logic without sockets: gaps, concealment, malformed input, sender restarts."""
+
+import numpy as np
+import pytest
+
+from neurolink.codecs import get_codec
+from neurolink.receiver import Receiver
+from neurolink.sinks.base import MemorySink
+from neurolink.wire import format as w
+
+
+class _NullTransport:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *a):
+        pass
+
+
+def _setup(conceal="hold", fs=1000.0, ch=3, fsz=10):
+    sink = MemorySink()
+    rx = Receiver(_NullTransport(), lambda h: [sink], conceal=conceal, clock_settle_s=0.0)
+    ladder = [{"id": "delta-zstd"}]
+    h = w.StreamHeader(1, "s", "EEG", "sid", fs, ch, "int16", "", ladder[0], ladder, fsz, "h")
+    rx.handle(w.pack_stream_header(h))
+    return rx, sink
+
+
+def _frames(x, fsz, fs=1000.0, t0=10.0):
+    codec = get_codec({"id": "delta-zstd"})
+    out = []
+    for seq, i in enumerate(range(0, x.shape[0], fsz)):
+        part = x[i : i + fsz]
+        out.append(w.pack_frame(1, seq, t0 + i / fs, part.shape[0], x.shape[1], "int16", 0, codec.encode(part), w.FLAG_KEYFRAME))
+    return out
+
+
+def test_exact_delivery_and_timestamps():
+    rx, sink = _setup()
+    x = np.random.default_rng(0).integers(-1000, 1000, (100, 3)).astype(np.int16)
+    for m in _frames(x, 10):
+        rx.handle(m)
+    assert np.array_equal(sink.data(), x)
+    assert np.allclose(sink.timestamps(), 10.0 + np.arange(100) / 1000.0)
+    assert rx.streams[1].stats.frames_lost == 0
+
+
+@pytest.mark.parametrize("mode", ["hold", "zeros", "linear"])
+def test_gap_is_concealed_and_counted(mode):
+    rx, sink = _setup(conceal=mode)
+    x = (np.arange(100)[:, None] * np.ones((1, 3))).astype(np.int16)
+    msgs = _frames(x, 10)
+    for i, m in enumerate(msgs):
+        if i not in (3, 4):
+            rx.handle(m)
+    st = rx.streams[1].stats
+    assert st.frames_lost == 2 and st.samples_concealed == 20
+    y = sink.data()
+    assert y.shape == x.shape  # every sample slot is filled, timestamps continuous
+    assert np.allclose(np.diff(sink.timestamps()), 1e-3)
+    filled = y[30:50, 0]
+    if mode == "hold":
+        assert np.all(filled == 29)
+    elif mode == "zeros":
+        assert np.all(filled == 0)
+    else:
+        assert np.all(np.diff(filled) >= 0) and filled[0] >= 29 and filled[-1] <= 50
+    assert np.array_equal(np.delete(y, np.s_[30:50], axis=0), np.delete(x, np.s_[30:50], axis=0))
+
+
+def test_malformed_and_tampered_messages_are_counted_not_raised():
+    rx, sink = _setup()
+    x = np.ones((20, 3), np.int16)
+    good = _frames(x, 10)
+    bad = bytearray(good[0])
+    bad[-10] ^= 0xFF
+    for m in (b"", b"garbage", bytes(bad), good[0][:20]):
+        rx.handle(m)
+    assert rx.bad_messages == 4
+    for m in good:
+        rx.handle(m)
+    assert np.array_equal(sink.data(), x)
+
+
+def test_frame_before_header_and_duplicates():
+    sink = MemorySink()
+    rx = Receiver(_NullTransport(), lambda h: [sink], clock_settle_s=0.0)
+    x = np.ones((20, 3), np.int16)
+    msgs = _frames(x, 10)
+    rx.handle(msgs[0])
+    assert rx.frames_without_header == 1
+    rx2, sink2 = _setup()
+    for m in msgs + [msgs[0]]:
+        rx2.handle(m)
+    assert rx2.streams[1].stats.frames_late == 1
+    assert sink2.data().shape[0] == 20
+
+
+def test_bad_conceal_mode_names_key():
+    from neurolink.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="receiver.conceal"):
+        Receiver(_NullTransport(), lambda h: [], conceal="magic")
