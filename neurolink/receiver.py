@@ -19,7 +19,7 @@ import numpy as np
 
 from neurolink.codecs import get_codec
 from neurolink.conceal import check_mode, conceal
-from neurolink.errors import CodecError, ConfigError, MissingReferenceError, WireFormatError
+from neurolink.errors import CodecError, ConfigError, MissingReferenceError, SecurityError, WireFormatError
 from neurolink.lsl import pylsl
 from neurolink.sinks.base import Sink
 from neurolink.stats import ClockOffset, Ring
@@ -105,6 +105,7 @@ class Receiver:
         stream_ids: set[int] | None = None,
         clock_settle_s: float = 0.5,
         max_slew_s: float = 5e-6,
+        opener: Any = None,
     ) -> None:
         self.transport = transport
         self.sink_factory = sink_factory
@@ -115,7 +116,9 @@ class Receiver:
         self.stream_ids = stream_ids
         self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
         self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
+        self.opener = opener  # optional end-to-end decryption: .open(msg) -> wire bytes, .seal(msg) -> bytes
         self.streams: dict[int, _RxStream] = {}
+        self.rejected_security = 0
         self.bad_messages = 0
         self.frames_without_header = 0
         self._stopping = asyncio.Event()
@@ -145,6 +148,14 @@ class Receiver:
 
     def handle(self, msg: bytes) -> None:
         """Process one wire message; malformed input is counted and logged (rate-limited), never raised."""
+        if self.opener is not None:
+            try:
+                msg = self.opener.open(msg)
+            except SecurityError as exc:
+                self.rejected_security += 1
+                if self.rejected_security in (1, 10, 100) or self.rejected_security % 1000 == 0:
+                    log.warning("rejected message (%d so far): %s", self.rejected_security, exc)
+                return
         try:
             mtype = wire.message_type(msg)
             if mtype == wire.MSG_FRAME:
@@ -287,7 +298,7 @@ class Receiver:
 
     # -- feedback ----------------------------------------------------------------------------------
     def _probe(self, stream_id: int) -> None:
-        msg = wire.pack_clock(wire.ClockProbe(stream_id, 0, pylsl.local_clock(), 0.0, 0.0))
+        msg = self._seal(wire.pack_clock(wire.ClockProbe(stream_id, 0, pylsl.local_clock(), 0.0, 0.0)))
         asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))
 
     async def _feedback_loop(self) -> None:
@@ -321,8 +332,11 @@ class Receiver:
                 st.interval += 1
                 st.iv_bytes = st.iv_ok = st.iv_lost = 0
                 st.iv_delay.clear()
-                await self.transport.send_feedback(wire.pack_feedback(fb), stream_id=sid)
+                await self.transport.send_feedback(self._seal(wire.pack_feedback(fb)), stream_id=sid)
                 self._probe(sid)
+
+    def _seal(self, msg: bytes) -> bytes:
+        return self.opener.seal(msg) if self.opener is not None else msg
 
     def summary(self) -> dict[int, dict[str, Any]]:
         out = {}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from neurolink.codecs import Ladder, get_codec, load_ladder
-from neurolink.errors import NeurolinkError, TransportError, WireFormatError
+from neurolink.errors import NeurolinkError, SecurityError, TransportError, WireFormatError
 from neurolink.framer import Framer, RawFrame
 from neurolink.lsl import pylsl
 from neurolink.queues import DropOldestQueue
@@ -133,6 +133,7 @@ class Sender:
         control_interval_s: float = 0.1,
         header_interval_s: float = 0.5,
         shaper: Any = None,
+        sealer: Any = None,
     ) -> None:
         ids = [s.stream_id for s in specs]
         if len(set(ids)) != len(ids):
@@ -142,6 +143,7 @@ class Sender:
         self.control_interval_s = control_interval_s
         self.header_interval_s = header_interval_s
         self.shaper = shaper
+        self.sealer = sealer  # optional end-to-end encryption: .seal(wire_msg) -> bytes
         self.streams: dict[int, _Stream] = {}
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -224,6 +226,8 @@ class Sender:
         await self._send_now(st, msg, kind)
 
     async def _send_now(self, st: _Stream, msg: bytes, kind: str) -> None:
+        if self.sealer is not None:
+            msg = self.sealer.seal(msg)
         ok = await self.transport.send(msg, stream_id=st.id, kind=kind)
         if not ok:
             st.stats.frames_dropped_transport += 1
@@ -238,6 +242,8 @@ class Sender:
         while True:
             msg = await self.transport.recv_feedback()
             try:
+                if self.sealer is not None:
+                    msg = self.sealer.open(msg)
                 mtype = wire.message_type(msg)
                 if mtype == wire.MSG_FEEDBACK:
                     fb = wire.parse_feedback(msg)
@@ -249,10 +255,13 @@ class Sender:
                     if probe.kind == 0:
                         t1 = pylsl.local_clock()
                         reply = wire.ClockProbe(probe.stream_id, 1, probe.t0, t1, pylsl.local_clock())
-                        await self.transport.send(wire.pack_clock(reply), stream_id=probe.stream_id, kind="clock")
+                        out = wire.pack_clock(reply)
+                        if self.sealer is not None:
+                            out = self.sealer.seal(out)
+                        await self.transport.send(out, stream_id=probe.stream_id, kind="clock")
                 else:
                     raise WireFormatError("msg_type", 5, f"unexpected message type {mtype} on the feedback channel")
-            except WireFormatError as exc:
+            except (WireFormatError, SecurityError) as exc:
                 self.bad_feedback += 1
                 if self.bad_feedback in (1, 10, 100) or self.bad_feedback % 1000 == 0:
                     log.warning("feedback channel: rejected message (%d so far): %s", self.bad_feedback, exc)
