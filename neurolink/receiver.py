@@ -8,6 +8,7 @@ monotonic, and derives per-sample stamps as ``t0 + i / fs``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import time
@@ -121,6 +122,9 @@ class Receiver:
         self.rejected_security = 0
         self.bad_messages = 0
         self.frames_without_header = 0
+        # frames that arrive before their stream header (PUB/SUB slow joiner) wait here, bounded
+        self._orphans: dict[int, collections.deque] = {}
+        self.max_orphans = 4096
         self._stopping = asyncio.Event()
         self.header_event = asyncio.Event()
         self.ended_event = asyncio.Event()
@@ -189,6 +193,8 @@ class Receiver:
         log.info("stream %d: %r %s, %d ch @ %g Hz, %s", h.stream_id, h.name, h.type, h.channel_count,
                  h.nominal_srate, h.channel_format)
         self.header_event.set()
+        for f, nbytes in self._orphans.pop(h.stream_id, ()):
+            self._on_frame(f, nbytes)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # offline use (tests, file decoding): no clock probes
@@ -205,7 +211,14 @@ class Receiver:
         h = f.header
         st = self.streams.get(h.stream_id)
         if st is None:
-            self.frames_without_header += 1
+            if self.stream_ids is not None and h.stream_id not in self.stream_ids:
+                return
+            q = self._orphans.setdefault(h.stream_id, collections.deque(maxlen=self.max_orphans))
+            if len(q) == q.maxlen:
+                self.frames_without_header += 1  # the oldest waiting frame is dropped
+            q.append((f, nbytes))
+            if len(q) == 1 or len(q) % 256 == 0:
+                self._request_header(h.stream_id)
             return
         s = st.stats
         if h.flags & wire.FLAG_END_OF_STREAM:
@@ -297,6 +310,14 @@ class Receiver:
             st.stats.samples_concealed += data.shape[0]
 
     # -- feedback ----------------------------------------------------------------------------------
+    def _request_header(self, stream_id: int) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        msg = self._seal(wire.pack_clock(wire.ClockProbe(stream_id, 2, pylsl.local_clock(), 0.0, 0.0)))
+        asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))
+
     def _probe(self, stream_id: int) -> None:
         msg = self._seal(wire.pack_clock(wire.ClockProbe(stream_id, 0, pylsl.local_clock(), 0.0, 0.0)))
         asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))

@@ -134,6 +134,7 @@ class Sender:
         header_interval_s: float = 0.5,
         shaper: Any = None,
         sealer: Any = None,
+        wait_receiver_s: float = 0.0,
     ) -> None:
         ids = [s.stream_id for s in specs]
         if len(set(ids)) != len(ids):
@@ -143,6 +144,7 @@ class Sender:
         self.control_interval_s = control_interval_s
         self.header_interval_s = header_interval_s
         self.shaper = shaper
+        self.wait_receiver_s = wait_receiver_s  # hold the sources until a receiver subscribes (exact counts)
         self.sealer = sealer  # optional end-to-end encryption: .seal(wire_msg) -> bytes
         self.streams: dict[int, _Stream] = {}
         self._stopping = asyncio.Event()
@@ -156,6 +158,8 @@ class Sender:
 
     async def run(self) -> None:
         async with self.transport:
+            if self.wait_receiver_s > 0 and not await self.transport.wait_ready(self.wait_receiver_s):
+                log.warning("no receiver after %.1f s: streaming anyway", self.wait_receiver_s)
             for spec in self.specs:
                 meta = await spec.source.open()
                 st = _Stream(spec, meta)
@@ -252,7 +256,10 @@ class Sender:
                         st.stats.last_feedback = fb
                 elif mtype == wire.MSG_CLOCK:
                     probe = wire.parse_clock(msg)
-                    if probe.kind == 0:
+                    if probe.kind == 2 and probe.stream_id in self.streams:
+                        st = self.streams[probe.stream_id]
+                        await self._send_now(st, st.header_msg, "header")
+                    elif probe.kind == 0:
                         t1 = pylsl.local_clock()
                         reply = wire.ClockProbe(probe.stream_id, 1, probe.t0, t1, pylsl.local_clock())
                         out = wire.pack_clock(reply)

@@ -51,6 +51,10 @@ class SenderTransport(_Base):
 
         ``kind`` is "data" or "header" (stream headers may be retained by brokers)."""
 
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until at least one receiver is attached (so no first sample is lost); True if one is."""
+        return True
+
     @abstractmethod
     async def recv_feedback(self) -> bytes:
         """Next message from a receiver (feedback report or clock probe)."""

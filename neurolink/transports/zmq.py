@@ -86,6 +86,15 @@ class ZmqSender(_ZmqCommon, SenderTransport):
         except zmq.ZMQError as exc:
             raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
 
+    async def wait_ready(self, timeout: float) -> bool:
+        """XPUB sees subscriptions: wait for the first one (PUSH has no such signal)."""
+        if self.pattern != "pubsub" or timeout <= 0:
+            return True
+        if await self._data.poll(int(timeout * 1000), zmq.POLLIN):
+            await self._data.recv()  # the subscription message
+            return True
+        return False
+
     async def send(self, msg: bytes, *, stream_id: int = 0, kind: str = "data") -> bool:
         try:
             await self._data.send(msg, flags=zmq.NOBLOCK, copy=len(msg) < 16384)

@@ -321,7 +321,7 @@ class ClockProbe:
     """Sender -> receiver: sender LSL clock at send, for NTP-style offset estimation."""
 
     stream_id: int
-    kind: int  # 0 = probe, 1 = reply
+    kind: int  # 0 = probe, 1 = reply, 2 = stream-header request (receiver saw frames of an unknown stream)
     t0: float
     t1: float
     t2: float
@@ -338,8 +338,8 @@ def parse_clock(buf: bytes | memoryview) -> ClockProbe:
         raise WireFormatError("clock", len(buf), f"truncated: {len(buf)} of {_CLOCK.size} bytes")
     _check_crc(buf, _CLOCK.size)
     _m, _v, _t, sid, kind, t0, t1, t2 = _CLOCK.unpack_from(buf, 0)
-    if kind not in (0, 1):
-        raise WireFormatError("clock.kind", 10, f"expected 0 or 1, got {kind}")
+    if kind not in (0, 1, 2):
+        raise WireFormatError("clock.kind", 10, f"expected 0, 1 or 2, got {kind}")
     for name, v, off in (("t0", t0, 11), ("t1", t1, 19), ("t2", t2, 27)):
         if not math.isfinite(v):
             raise WireFormatError(f"clock.{name}", off, "must be finite")
