@@ -50,6 +50,7 @@ class StreamStats:
     samples_in: int = 0
     raw_bytes: int = 0
     wire_bytes: int = 0
+    payload_bytes: int = 0
     level: int = 0
     level_switches: int = 0
     backlog_ms: float = 0.0
@@ -58,7 +59,13 @@ class StreamStats:
 
     @property
     def ratio(self) -> float:
+        """Raw bytes over bytes on the wire (frame headers and CRC included)."""
         return self.raw_bytes / self.wire_bytes if self.wire_bytes else float("nan")
+
+    @property
+    def codec_ratio(self) -> float:
+        """Raw bytes over codec payload bytes (what the codec alone achieves)."""
+        return self.raw_bytes / self.payload_bytes if self.payload_bytes else float("nan")
 
 
 class _Stream:
@@ -119,6 +126,9 @@ class _Stream:
         msg = wire.pack_frame(self.id, f.seq, f.timestamp, n, c, f.data.dtype.name, self.level, payload, flags)
         self.stats.raw_bytes += f.data.nbytes
         self.stats.wire_bytes += len(msg)
+        self.stats.payload_bytes += len(payload)
+        if self.controller is not None:
+            self.controller.observe_frame(self.level, len(msg))
         return msg
 
 
@@ -280,8 +290,10 @@ class Sender:
             st.controller = None
             return
         from neurolink.control import get_controller  # the controller family lives in neurolink.control
+        from neurolink.sender_control import LiveControl
 
-        st.controller = get_controller(cfg)
+        raw_frame_bytes = st.frame_samples * st.meta.channel_count * np.dtype(st.meta.channel_format).itemsize
+        st.controller = LiveControl(get_controller(cfg), len(st.codecs), st.frame_s, raw_frame_bytes)
         st.set_level(0)
 
     async def _control(self) -> None:
@@ -291,9 +303,7 @@ class Sender:
                 st.stats.backlog_ms = 1000.0 * (len(st.queue) * st.frame_s + st.spec.source.backlog_samples / max(st.meta.nominal_srate, 1e-9))
                 if st.controller is None:
                     continue
-                from neurolink.control.live import decide  # builds the shared observation from feedback
-
-                st.set_level(decide(st))
+                st.set_level(st.controller.decide(st.stats.last_feedback, st.stats.backlog_ms, st.level))
 
     # -- reporting ---------------------------------------------------------------------------------
     def summary(self) -> dict[int, dict[str, Any]]:
@@ -302,7 +312,7 @@ class Sender:
             s = st.stats
             out[sid] = {
                 "name": st.meta.name, "frames_sent": s.frames_sent, "samples_in": s.samples_in,
-                "ratio": s.ratio, "level": s.level, "backlog_ms": s.backlog_ms,
+                "ratio": s.ratio, "codec_ratio": s.codec_ratio, "level": s.level, "decisions": getattr(st.controller, "decisions", 0), "backlog_ms": s.backlog_ms,
                 "dropped_queue": s.frames_dropped_queue,
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),

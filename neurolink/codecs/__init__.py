@@ -8,7 +8,14 @@ from neurolink.codecs.base import Codec
 from neurolink.codecs.ladder import Ladder, load_ladder
 from neurolink.codecs.registry import get_codec, list_codecs, register_codec
 from neurolink.codecs.delta_zstd import DeltaZstd
+from neurolink.codecs.lossless import NlLossless
 
 register_codec(DeltaZstd)
+register_codec(NlLossless)
+
+from neurolink.codecs.lossy import LOSSY_CODECS  # noqa: E402
+
+for _cls in LOSSY_CODECS:
+    register_codec(_cls)
 
 __all__ = ["Codec", "Ladder", "get_codec", "list_codecs", "load_ladder", "register_codec"]

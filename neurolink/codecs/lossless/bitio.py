@@ -2,7 +2,7 @@
 
 State lives in tiny int64 arrays so the njit kernels can pass it around without objects:
 writer ``ws = [acc, nbits, pos]``, reader ``rs = [acc, nbits, pos, overrun_bits]``. The reader feeds
-zeros past the end of the buffer and counts them, so a truncated payload ends every loop (Rice
+zeros past the end of the buffer, so a truncated payload ends every loop (Rice
 quotients are bounded) and the caller turns ``overrun_bits > 0`` into a CodecError.
 The accumulators stay below 2**63 so int64 arithmetic never changes sign.
 """
@@ -118,5 +118,6 @@ def get_zeros(buf: np.ndarray, rs: np.ndarray, limit: int) -> int:
 
 
 def bytes_consumed(rs: np.ndarray) -> int:
-    """Bytes of the buffer the reader actually used (including a partial last byte)."""
-    return int(rs[2] - rs[1] // 8)
+    """Bytes the reader actually consumed (a partial last byte counts); > buffer size means truncated."""
+    bits = int(rs[2]) * 8 - int(rs[1])
+    return (bits + 7) // 8

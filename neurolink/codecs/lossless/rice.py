@@ -18,7 +18,7 @@ NRESET = 64
 
 @njit(cache=True, inline="always")
 def update_k(k: int, a: int, n: int) -> int:
-    while (n << k) < a:
+    while k < 50 and (n << k) < a:
         k += 1
     while k > 0 and (n << (k - 1)) >= a:
         k -= 1

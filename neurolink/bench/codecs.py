@@ -1,0 +1,303 @@
+"""``neurolink bench codecs``: nl-lossless (stream + archive) against FLAC, WavPack, zstd, blosc2, delta+zlib.
+
+Every figure comes from the same run on every recording in ../shared/data: compression ratio,
+single-core encode/decode MB/s, and per-frame encode latency p50/p99 for 1 ms frames of 1024
+channels at 30 kHz (the real channels tiled to 1024, since no recording has that many).
+FLAC gets one channel at a time (with >2 channels it interleaves and drops to ~1.06x); FLAC and
+WavPack also get the value-alphabet remapping nl-lossless uses, so the comparison is fair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from neurolink.codecs import get_codec
+from neurolink.codecs.lossless import alphabet as alph
+from neurolink.data import shared_dir
+
+log = logging.getLogger(__name__)
+
+Enc = Callable[[np.ndarray], object]
+
+
+def _load(path: Path) -> tuple[np.ndarray, float]:
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return np.load(path), float(meta["sampling_rate_hz"])
+
+
+def _remap(x: np.ndarray) -> np.ndarray:
+    """nl-lossless's archive alphabet (codes), as int16/int32 for the audio codecs."""
+    uniques = [np.unique(x[:, c]) for c in range(x.shape[1])]
+    a = alph.detect(uniques, x.dtype, x.shape[0])
+    codes, _ = alph.to_codes(x, a)
+    return np.asarray(codes).astype(x.dtype)
+
+
+def _arr(y: object, dtype: np.dtype) -> np.ndarray:
+    """Decoders return arrays or raw bytes depending on the package."""
+    if isinstance(y, (bytes, bytearray, memoryview)):
+        return np.frombuffer(y, dtype)
+    return np.asarray(y).reshape(-1).view(dtype) if np.asarray(y).dtype.kind == "S" else np.asarray(y)
+
+
+def _timed(fn: Callable[[], object], repeat: int) -> tuple[object, float]:
+    best = float("inf")
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return out, best
+
+
+def _baselines() -> dict[str, tuple[Callable[[np.ndarray], list[bytes]], Callable[[list[bytes], np.ndarray], np.ndarray]]]:
+    """name -> (encode(x) -> list of blobs, decode(blobs, like) -> array)."""
+    import blosc2
+    import zstandard
+    from flac_numcodecs import Flac
+    from wavpack_numcodecs.wavpack import WavPack
+
+    blosc2.set_nthreads(1)
+    flac = Flac(level=8)
+    wv = WavPack(level=3, num_encoding_threads=1, num_decoding_threads=1)
+
+    def per_channel(codec):
+        def enc(x):
+            return [codec.encode(np.ascontiguousarray(x[:, c : c + 1])) for c in range(x.shape[1])]
+
+        def dec(blobs, like):
+            return np.stack([_arr(codec.decode(b), like.dtype).reshape(-1) for b in blobs], axis=1)
+
+        return enc, dec
+
+    def zstd(level, delta):
+        cctx, dctx = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
+
+        def enc(x):
+            t = np.ascontiguousarray(x.T)
+            if delta:
+                t = np.diff(t, axis=1, prepend=np.zeros((t.shape[0], 1), t.dtype))
+            return [cctx.compress(t.tobytes())]
+
+        def dec(blobs, like):
+            t = np.frombuffer(dctx.decompress(blobs[0]), like.dtype).reshape(like.shape[1], like.shape[0])
+            if delta:
+                t = np.cumsum(t, axis=1, dtype=like.dtype)
+            return t.T
+
+        return enc, dec
+
+    def blosc_enc(x):
+        return [blosc2.compress2(np.ascontiguousarray(x.T).tobytes(), typesize=x.itemsize,
+                                 filter=blosc2.Filter.BITSHUFFLE, codec=blosc2.Codec.ZSTD, clevel=5)]
+
+    def blosc_dec(blobs, like):
+        return np.frombuffer(blosc2.decompress2(blobs[0]), like.dtype).reshape(like.shape[1], -1).T
+
+    def dzlib_enc(x):  # mtscomp scheme: per-channel first difference, zlib level 1
+        d = np.diff(x, axis=0, prepend=np.zeros((1, x.shape[1]), x.dtype))
+        return [zlib.compress(np.ascontiguousarray(d).tobytes(), 1)]
+
+    def dzlib_dec(blobs, like):
+        d = np.frombuffer(zlib.decompress(blobs[0]), like.dtype).reshape(like.shape)
+        return np.cumsum(d, axis=0, dtype=like.dtype)
+
+    return {
+        "flac-8 (per channel)": per_channel(flac),
+        "wavpack-3": (lambda x: [wv.encode(np.ascontiguousarray(x))], lambda b, like: _arr(wv.decode(b[0]), like.dtype).reshape(like.shape)),
+        "zstd-1": zstd(1, False),
+        "zstd-19": zstd(19, False),
+        "zstd-1 delta": zstd(1, True),
+        "zstd-19 delta": zstd(19, True),
+        "blosc2 bitshuffle+zstd": (blosc_enc, blosc_dec),
+        "delta+zlib (mtscomp)": (dzlib_enc, dzlib_dec),
+    }
+
+
+def _nl_stream(x: np.ndarray, frame: int, config: dict) -> tuple[int, float, float, bool]:
+    enc, dec = get_codec(config), get_codec(config)
+    starts = range(0, x.shape[0], frame)
+    t = time.perf_counter()
+    blobs = [enc.encode(x[s : s + frame]) for s in starts]
+    te = time.perf_counter() - t
+    t = time.perf_counter()
+    ys = [dec.decode(b) for b in blobs]
+    td = time.perf_counter() - t
+    ok = np.array_equal(np.concatenate(ys), x)
+    return sum(len(b) for b in blobs), te, td, ok
+
+
+def _latency(x: np.ndarray, config: dict, n_frames: int) -> dict[str, float]:
+    """Per-frame encode time of 1 ms frames, 1024 channels at 30 kHz (real channels tiled)."""
+    reps = -(-1024 // x.shape[1])
+    tiled = np.ascontiguousarray(np.tile(x, (1, reps))[:, :1024])
+    need = 30 * n_frames
+    if tiled.shape[0] < need:
+        tiled = np.concatenate([tiled] * (-(-need // tiled.shape[0])))
+    enc = get_codec(config)
+    enc.encode(tiled[:30])  # warm-up / compile
+    times = np.empty(n_frames)
+    for i in range(n_frames):
+        f = tiled[30 * i : 30 * i + 30]
+        t = time.perf_counter()
+        enc.encode(f)
+        times[i] = time.perf_counter() - t
+    return {"p50_us": float(np.percentile(times, 50) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6),
+            "MBps": float(tiled[: 30 * n_frames].nbytes / times.sum() / 1e6)}
+
+
+NL_STREAM = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100}
+NL_ARCHIVE = {"id": "nl-lossless", "mode": "archive"}
+
+
+def run(quick: bool = False) -> dict:
+    root = shared_dir()
+    if root is None:
+        raise SystemExit("../shared/data not found (set NEUROLINK_SHARED)")
+    paths = sorted((root / "data").glob("*.npy"))
+    baselines = _baselines()
+    repeat = 1 if quick else 2
+    results: dict = {"recordings": {}, "latency_1024ch_30khz": {}, "notes": []}
+    steps = len(paths) * (2 + 2 * len(baselines)) + 2
+    bar = tqdm(total=steps, desc="bench codecs", unit="step")
+    for path in paths:
+        x, fs = _load(path)
+        if quick:
+            x = x[: int(fs * 0.5)]
+        frame = max(1, round(fs / 1000))
+        rec: dict = {"fs": fs, "channels": x.shape[1], "samples": x.shape[0], "frame_samples": frame, "codecs": {}}
+        mb = x.nbytes / 1e6
+        # nl-lossless streaming (1 ms frames) and archive (whole recording)
+        get_codec(NL_STREAM).encode(x[:frame])  # compile outside the timings
+        nbytes, te, td, ok = _nl_stream(x, frame, NL_STREAM)
+        rec["codecs"]["nl-lossless stream (1 ms)"] = {"ratio": x.nbytes / nbytes, "enc_MBps": mb / te, "dec_MBps": mb / td, "exact": ok}
+        bar.update()
+        arc = get_codec(NL_ARCHIVE)
+        blob, te = _timed(lambda arc=arc, x=x: arc.encode(x), repeat)
+        y, td = _timed(lambda blob=blob: get_codec(NL_ARCHIVE).decode(blob), repeat)
+        rec["codecs"]["nl-lossless archive"] = {"ratio": x.nbytes / len(blob), "enc_MBps": mb / te, "dec_MBps": mb / td,
+                                                "exact": bool(np.array_equal(y, x))}
+        bar.update()
+        remapped = _remap(x)
+        trivial = np.array_equal(remapped, x)
+        for name, (enc, dec) in baselines.items():
+            variants = [(name, x)]
+            if name.startswith(("flac", "wavpack")):
+                variants.append((name + " +alphabet", remapped))
+            for vname, data in variants:
+                if vname.endswith("+alphabet") and trivial:
+                    rec["codecs"][vname] = dict(rec["codecs"][name], note="alphabet is identity here")
+                    bar.update()
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    blobs, te = _timed(lambda enc=enc, data=data: enc(data), repeat)
+                    y, td = _timed(lambda dec=dec, blobs=blobs, data=data: dec(blobs, data), repeat)
+                size = sum(len(b) for b in blobs)
+                rec["codecs"][vname] = {"ratio": x.nbytes / size, "enc_MBps": mb / te, "dec_MBps": mb / td,
+                                        "exact": bool(np.array_equal(np.asarray(y).reshape(data.shape), data))}
+                bar.update()
+            if len(variants) == 1:
+                bar.update()
+        results["recordings"][path.stem] = rec
+    # latency on the first recording with enough samples, tiled to 1024 channels
+    x, _ = _load(max(paths, key=lambda p: np.load(p, mmap_mode="r").shape[0]))
+    n_frames = 200 if quick else 2000
+    for label, cfg in (("stream", NL_STREAM), ("archive", NL_ARCHIVE)):
+        results["latency_1024ch_30khz"][label] = _latency(x, cfg, n_frames)
+        bar.update()
+    bar.close()
+    results["notes"].append("latency: 1 ms frames = 30 samples x 1024 channels; the recording's channels are tiled to 1024")
+    results["acceptance"] = _acceptance(results)
+    return results
+
+
+def _acceptance(res: dict) -> dict:
+    base = ("flac-8 (per channel)", "flac-8 (per channel) +alphabet", "wavpack-3", "wavpack-3 +alphabet", "zstd-19", "zstd-19 delta")
+    out: dict = {"per_recording": {}}
+    tot_raw = tot_best = tot_arc = tot_str = 0.0
+    for name, rec in res["recordings"].items():
+        raw = rec["samples"] * rec["channels"] * 2
+        best = max(rec["codecs"][b]["ratio"] for b in base)
+        arc = rec["codecs"]["nl-lossless archive"]["ratio"]
+        stv = rec["codecs"]["nl-lossless stream (1 ms)"]["ratio"]
+        out["per_recording"][name] = {"best_baseline": best, "archive": arc, "stream": stv,
+                                      "archive_ok": arc >= best, "stream_ok": stv >= best}
+        tot_raw += raw
+        tot_best += raw / best
+        tot_arc += raw / arc
+        tot_str += raw / stv
+    out["total"] = {"best_baseline": tot_raw / tot_best, "archive": tot_raw / tot_arc, "stream": tot_raw / tot_str,
+                    "archive_vs_best": tot_best / tot_arc}
+    return out
+
+
+def _table(res: dict) -> str:
+    lines = []
+    for name, rec in res["recordings"].items():
+        lines.append(f"\n{name}: {rec['channels']} ch @ {rec['fs']:.1f} Hz, {rec['samples']} samples, 1 ms = {rec['frame_samples']} samples")
+        lines.append(f"  {'codec':34s} {'ratio':>7s} {'enc MB/s':>9s} {'dec MB/s':>9s}  exact")
+        for cname, r in sorted(rec["codecs"].items(), key=lambda kv: -kv[1]["ratio"]):
+            lines.append(f"  {cname:34s} {r['ratio']:7.3f} {r['enc_MBps']:9.1f} {r['dec_MBps']:9.1f}  {r['exact']}")
+    lines.append("\nencode latency, 1 ms frames of 1024 ch @ 30 kHz (channels tiled):")
+    for label, r in res["latency_1024ch_30khz"].items():
+        lines.append(f"  {label:8s} p50 {r['p50_us']:7.1f} us  p99 {r['p99_us']:7.1f} us  ({r['MBps']:.0f} MB/s)")
+    acc = res["acceptance"]
+    lines.append("\nacceptance (best of FLAC / WavPack / zstd-19):")
+    for name, a in acc["per_recording"].items():
+        lines.append(f"  {name:28s} best {a['best_baseline']:.3f}  archive {a['archive']:.3f} ({'ok' if a['archive_ok'] else 'MISS'})"
+                     f"  stream {a['stream']:.3f} ({'ok' if a['stream_ok'] else 'MISS'})")
+    t = acc["total"]
+    lines.append(f"  {'all recordings':28s} best {t['best_baseline']:.3f}  archive {t['archive']:.3f} "
+                 f"(x{t['archive_vs_best']:.3f} of best, target 1.05)  stream {t['stream']:.3f}")
+    return "\n".join(lines)
+
+
+def _png(res: dict, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = list(res["recordings"])
+    fig, axes = plt.subplots(1, len(recs), figsize=(5 * len(recs), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], recs, strict=False):
+        codecs = res["recordings"][name]["codecs"]
+        for cname, r in codecs.items():
+            ax.scatter(r["enc_MBps"], r["ratio"], color="C3" if cname.startswith("nl-") else "C0")
+            ax.annotate(cname, (r["enc_MBps"], r["ratio"]), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_xlabel("encode MB/s (one core)")
+        ax.set_ylabel("compression ratio")
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="neurolink bench codecs", description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write results as JSON here")
+    ap.add_argument("--png", help="write a ratio-vs-speed chart here")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (0.5 s of each recording)")
+    args = ap.parse_args(argv)
+    res = run(quick=args.quick)
+    print(_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.png:
+        _png(res, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""``neurolink bench rd``: rate-distortion curves of every lossy codec and the baselines on real data.
+
+Codecs run the way the pipeline runs them: consecutive 1 ms frames (round(fs/1000) samples) through
+one encoder instance and one decoder instance; ratio = raw bytes / sum of encoded bytes. Fidelity
+is :func:`neurolink.metrics.fidelity` on the whole decoded recording. Encode latency is measured on
+1 ms frames of 256 channels at 30 kHz made by tiling the real locust channels (64x) and reading its
+15 kHz samples as if they were 30 kHz (30 samples per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from neurolink.bench._baselines import make_baseline
+from neurolink.codecs import get_codec, list_codecs, load_ladder
+from neurolink.data import shared_dir
+from neurolink.errors import CodecError
+from neurolink.metrics import fidelity
+
+log = logging.getLogger(__name__)
+
+#: Rate-knob sweeps: codec id -> (knob name, values). Quick mode keeps every other value.
+SWEEPS: dict[str, tuple[str, list[Any]]] = {
+    "nl-nearlossless": ("k", [1, 2, 4, 8, 16, 32, 64]),
+    "nl-spike": ("step", [2, 4, 8, 12, 16, 24, 32, 48]),
+    "nl-wavelet": ("step", [8, 16, 32, 64, 128]),
+    "nl-pca": ("step", [8, 16, 32, 64, 128]),
+    "nl-vq": ("bits", [4, 6, 8]),
+    "nl-cs": ("m", [12, 8, 6, 4, 2]),
+    "nl-ae": ("step", [0.05, 0.1, 0.2, 0.4, 0.8]),
+}
+BASELINES: dict[str, list[float]] = {
+    "wavpack": [2.25, 3.0, 4.0, 6.0],
+    "truncate": [2, 4, 5, 6, 7, 8],
+    "decimate": [2, 4, 8, 15],
+}
+#: WavPack cannot encode 1 ms frames; it gets the smallest of these block lengths that works.
+WAVPACK_BLOCKS_MS = [1, 5, 10, 100]
+LAT_CHANNELS, LAT_FS = 256, 30000
+
+
+def _configs(quick: bool) -> list[tuple[str, dict[str, Any] | tuple[str, float]]]:
+    out: list[tuple[str, Any]] = []
+    known = set(list_codecs())
+    for cid, (knob, values) in SWEEPS.items():
+        if cid not in known:
+            continue
+        vals = values[::2] if quick else values
+        out += [(cid, {"id": cid, knob: v}) for v in vals]
+    for name, values in BASELINES.items():
+        vals = values[::2] if quick else values
+        out += [(name, (name, v)) for v in vals]
+    return out
+
+
+def _stream(enc: Any, dec: Any, x: np.ndarray, frame: int) -> tuple[np.ndarray, int]:
+    y = np.empty_like(x)
+    total = 0
+    for start in range(0, x.shape[0], frame):
+        part = x[start : start + frame]
+        blob = enc.encode(part)
+        total += len(blob)
+        y[start : start + part.shape[0]] = dec.decode(blob)
+    return y, total
+
+
+def _run_one(family: str, spec: Any, x: np.ndarray, fs: float) -> dict[str, Any]:
+    frame = max(1, round(fs / 1000))
+    row: dict[str, Any] = {"family": family, "frame_ms": frame * 1000.0 / fs}
+    if isinstance(spec, dict):
+        row["config"] = spec
+        y, total = _stream(get_codec(spec), get_codec(spec), x, frame)
+    else:
+        name, value = spec
+        row["config"] = {"id": name, "value": value}
+        y = None
+        blocks = WAVPACK_BLOCKS_MS if name == "wavpack" else [1]
+        for ms in blocks:
+            try:
+                fr = max(1, round(fs * ms / 1000))
+                y, total = _stream(make_baseline(name, value), make_baseline(name, value), x, fr)
+                row["frame_ms"] = fr * 1000.0 / fs
+                break
+            except (RuntimeError, ValueError):
+                continue
+        if y is None:
+            return {**row, "error": "does not run at any tried block length"}
+    row["ratio"] = x.nbytes / max(total, 1)
+    row["bits_per_sample"] = 8.0 * total / max(x.size, 1)
+    row.update(fidelity(x, y, fs))
+    return row
+
+
+def _latency(configs: list[dict[str, Any]], n_frames: int) -> list[dict[str, Any]]:
+    base = shared_dir()
+    src = np.load(base / "data" / "locust_tetrode_trial01.npy") if base else None
+    if src is None:
+        src = np.random.default_rng(0).normal(2048, 60, (LAT_FS, 4)).astype(np.int16)
+    reps = -(-LAT_CHANNELS // src.shape[1])
+    frame = LAT_FS // 1000
+    x = np.tile(src[: frame * (n_frames + 50)], (1, reps))[:, :LAT_CHANNELS]
+    out = []
+    for cfg in tqdm(configs, desc="latency", leave=False):
+        enc = get_codec(cfg)
+        times = np.empty(n_frames + 50)
+        for i in range(n_frames + 50):
+            part = np.ascontiguousarray(x[i * frame : (i + 1) * frame])
+            t0 = time.perf_counter()
+            enc.encode(part)
+            times[i] = time.perf_counter() - t0
+        t = times[50:] * 1e6  # the first frames compile/warm up
+        out.append({"config": cfg, "channels": LAT_CHANNELS, "fs": LAT_FS, "frame_samples": frame,
+                    "encode_us": {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)),
+                                  "max": float(t.max())},
+                    "note": "locust channels tiled 64x, 15 kHz samples read as 30 kHz"})
+    return out
+
+
+def _plot(rows: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = sorted({r["recording"] for r in rows})
+    metrics = [("snr_db", "SNR (dB)"), ("spike_f1", "spike F1"), ("band_power_err", "band-power error")]
+    fig, axes = plt.subplots(len(recs), 3, figsize=(15, 4 * len(recs)), squeeze=False)
+    colors = {f: f"C{i}" for i, f in enumerate(sorted({r["family"] for r in rows}))}  # same colour in every panel
+    for i, rec in enumerate(recs):
+        for j, (key, label) in enumerate(metrics):
+            ax = axes[i, j]
+            fams = sorted({r["family"] for r in rows if r["recording"] == rec})
+            for fam in fams:
+                pts = sorted((r["ratio"], r.get(key)) for r in rows if r["recording"] == rec and r["family"] == fam
+                             and "ratio" in r and r.get(key) is not None and np.isfinite(r.get(key, np.nan)))
+                if pts:
+                    ax.plot(*zip(*pts, strict=False), marker="o", ms=3, label=fam, color=colors[fam], lw=2 if fam.startswith("nl-") else 1,
+                            ls="-" if fam.startswith("nl-") else "--")
+            ax.set_xscale("log")
+            ax.set_xlabel("compression ratio")
+            ax.set_ylabel(label)
+            ax.set_title(rec, fontsize=9)
+            if key == "band_power_err":
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[i, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "   -  "
+    return f"{v:7.3f}" if isinstance(v, float) else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="neurolink bench rd", description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="folder of .npy recordings with JSON sidecars (default: ../shared/data)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 s per recording, half the knob values")
+    p.add_argument("--seconds", type=float, default=None, help="use only the first N seconds of each recording")
+    p.add_argument("--only", default=None, help="comma-separated families to run (e.g. nl-spike,wavpack)")
+    p.add_argument("--latency-frames", type=int, default=2000, help="1 ms frames timed per codec")
+    p.add_argument("--json", dest="json_out")
+    p.add_argument("--png", dest="png_out")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    data = Path(args.data) if args.data else (shared_dir() / "data" if shared_dir() else None)
+    if data is None or not data.is_dir():
+        print("no recordings: pass --data DIR or put ../shared/data beside the checkout")
+        return 2
+    seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else None)
+    recs = []
+    for f in sorted(data.glob("*.npy")):
+        meta = json.loads(f.with_suffix(".json").read_text())
+        fs = float(meta["sampling_rate_hz"])
+        x = np.load(f)
+        if seconds:
+            x = x[: int(seconds * fs)]
+        recs.append((f.stem, x, fs))
+    configs = _configs(args.quick)
+    if args.only:
+        keep = set(args.only.split(","))
+        configs = [c for c in configs if c[0] in keep]
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=len(recs) * len(configs), desc="rd") as bar:
+        for name, x, fs in recs:
+            for family, spec in configs:
+                try:
+                    row = _run_one(family, spec, x, fs)
+                except CodecError as exc:
+                    row = {"family": family, "config": spec, "error": str(exc)}
+                row["recording"] = name
+                rows.append(row)
+                bar.update()
+    ladder = load_ladder()
+    lat_cfgs = [dict(c) for c in ladder][1:]
+    lat_cfgs += [{"id": cid, knob: vals[len(vals) // 2]} for cid, (knob, vals) in SWEEPS.items() if cid in list_codecs()]
+    lat = _latency(lat_cfgs, 200 if args.quick else args.latency_frames)
+
+    print(f"{'recording':28s} {'codec':44s} {'ratio':>7s} {'snr_db':>7s} {'spk_f1':>7s} {'bp_err':>7s} {'r':>7s} frame_ms")
+    for r in rows:
+        cfg = json.dumps(r["config"], separators=(",", ":"))
+        if "error" in r:
+            print(f"{r['recording']:28s} {cfg:44s} error: {r['error']}")
+            continue
+        print(f"{r['recording']:28s} {cfg:44s} {r['ratio']:7.2f} {_fmt(r['snr_db'])} {_fmt(r['spike_f1'])} "
+              f"{_fmt(r['band_power_err'])} {_fmt(r['pearson_r'])} {r['frame_ms']:.2f}")
+    print(f"\nencode latency, 1 ms frames of {LAT_CHANNELS} ch at {LAT_FS} Hz (locust channels tiled):")
+    for r in lat:
+        print(f"  {json.dumps(r['config'], separators=(',', ':')):44s} p50 {r['encode_us']['p50']:8.1f} us"
+              f"  p99 {r['encode_us']['p99']:8.1f} us")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"results": rows, "latency": lat,
+                                                   "ladder": [dict(c) for c in ladder], "ladder_names": ladder.names,
+                                                   "quick": args.quick, "seconds": seconds}, indent=1, default=float))
+    if args.png_out:
+        _plot([r for r in rows if "error" not in r], args.png_out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

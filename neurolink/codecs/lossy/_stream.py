@@ -1,0 +1,139 @@
+"""Shared frame layer of the lossy codecs: tiny headers, bounded keyframes, loss detection.
+
+Every lossy payload is one bitstream. It starts with 1 keyframe bit and a 4-bit frame counter; a
+keyframe adds dtype (3 bits), channels (16) and samples (16). Predicted frames reuse the shape of the
+last keyframe, so a 1 ms frame pays 5 bits of framing instead of an 8-byte array header (at 20:1 a
+60-sample frame has only ~6 bytes in total). Codecs that carry state across frames (DPCM, adaptive
+Rice statistics) reset it at every keyframe, sent at least every ``keyframe_interval`` frames
+(default 100 = 100 ms at 1 ms framing); after a lost frame the decoder raises
+MissingReferenceError until the next keyframe, so loss costs at most one keyframe interval.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neurolink.codecs.base import MAX_CHANNELS, MAX_DECODED_BYTES, Codec, as_2d
+from neurolink.codecs.lossy._bitio import get_bits, put_bits
+from neurolink.errors import CodecError, MissingReferenceError
+
+_DTYPES = {"int16": 1, "float32": 2}
+_CODES = {v: np.dtype(k) for k, v in _DTYPES.items()}
+#: Largest magnitude a float input may have (quantiser indices must stay far inside 32 bits).
+MAX_FLOAT = 1e7
+
+
+def check_number(name: str, value: Any, lo: float, hi: float, codec_id: str, integer: bool = False) -> Any:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise CodecError(f"{codec_id}: {name!r} must be {kind} in [{lo}, {hi}], got {value!r}")
+    return int(value) if integer else float(value)
+
+
+class LossyStreamCodec(Codec):
+    """Base class: subclasses implement ``_encode_payload`` / ``_decode_payload`` on float64 (samples, channels)."""
+
+    lossless = False
+    streaming = True
+    dtypes: ClassVar[tuple[str, ...]] = ("int16", "float32")
+
+    def __init__(self, keyframe_interval: int = 100) -> None:
+        self.keyframe_interval = check_number("keyframe_interval", keyframe_interval, 1, 100, self.codec_id, True)
+        self._enc_shape: tuple[int, int, str] | None = None
+        self._enc_count = 0
+        self._dec_shape: tuple[int, int, np.dtype] | None = None
+        self._dec_next = -1
+
+    # ---- subclass hooks -------------------------------------------------------------------------
+    def _reset_state(self, n_samples: int, n_channels: int, encoder: bool) -> None:
+        """Forget cross-frame state (called at every keyframe)."""
+
+    def _encode_payload(self, x: np.ndarray, buf: np.ndarray, pos: int, key: bool) -> tuple[np.ndarray, int]:
+        """Write the frame after the header at bit pos; return (reconstruction, end bit position)."""
+        raise NotImplementedError
+
+    def _decode_payload(self, buf: np.ndarray, pos: int, n_s: int, n_ch: int, key: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _max_bytes(self, n_s: int, n_ch: int) -> int:
+        """Upper bound of the payload size (escape codes included)."""
+        return 16 + n_s * n_ch * 8 + n_ch * 16
+
+    # ---- public API -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        self._enc_shape = None
+        self._dec_shape = None
+        self._dec_next = -1
+
+    def encode(self, x: np.ndarray) -> bytes:
+        x = as_2d(x, self.codec_id, self.dtypes)
+        xf = x.astype(np.float64)
+        if x.dtype.kind == "f" and x.size and not (np.all(np.isfinite(xf)) and np.abs(xf).max() <= MAX_FLOAT):
+            raise CodecError(f"{self.codec_id}: float input must be finite and within +-{MAX_FLOAT:g}")
+        n_s, n_ch = x.shape
+        shape = (n_s, n_ch, x.dtype.name)
+        key = self._enc_shape != shape or self._enc_count % self.keyframe_interval == 0
+        if key:
+            self._enc_shape = shape
+            self._enc_count = 0
+            self._reset_state(n_s, n_ch, True)
+        buf = np.zeros(self._max_bytes(n_s, n_ch) + 8, np.uint8)
+        pos = put_bits(buf, 0, (int(key) << 4) | (self._enc_count & 15), 5)
+        if key:
+            pos = put_bits(buf, pos, _DTYPES[x.dtype.name], 3)
+            pos = put_bits(buf, pos, n_ch, 16)
+            pos = put_bits(buf, pos, n_s, 16)
+        self._enc_count += 1
+        if n_s == 0 or n_ch == 0:
+            return buf[: (pos + 7) >> 3].tobytes()
+        _rec, pos = self._encode_payload(xf, buf, pos, key)
+        return buf[: (pos + 7) >> 3].tobytes()
+
+    def decode(self, blob: bytes) -> np.ndarray:
+        buf = np.frombuffer(bytes(blob), np.uint8)
+        try:
+            head, pos = get_bits(buf, 0, 5)
+            key, count = bool(head >> 4), head & 15
+            if key:
+                code, pos = get_bits(buf, pos, 3)
+                n_ch, pos = get_bits(buf, pos, 16)
+                n_s, pos = get_bits(buf, pos, 16)
+        except ValueError:
+            raise CodecError(f"{self.codec_id}: payload of {len(blob)} bytes is shorter than its header") from None
+        if key:
+            if code not in _CODES:
+                raise CodecError(f"{self.codec_id}: unknown dtype code {code} in keyframe header at bit 5")
+            if n_ch > MAX_CHANNELS or n_s * max(n_ch, 1) * 8 > MAX_DECODED_BYTES:
+                raise CodecError(f"{self.codec_id}: keyframe claims {n_s}x{n_ch} samples, above the size limit")
+            self._dec_shape = (n_s, n_ch, _CODES[code])
+            self._reset_state(n_s, n_ch, False)
+        elif self._dec_shape is None or count != self._dec_next:
+            self._dec_shape = None  # a gap: everything until the next keyframe depends on the lost frame
+            raise MissingReferenceError(f"{self.codec_id}: predicted frame {count} without its reference; waiting for a keyframe")
+        n_s, n_ch, dtype = self._dec_shape
+        self._dec_next = (count + 1) & 15
+        if n_s == 0 or n_ch == 0:
+            y = np.zeros((n_s, n_ch))
+        else:
+            try:
+                y = self._decode_payload(buf, pos, n_s, n_ch, key)
+            except (ValueError, IndexError) as exc:
+                self._dec_shape = None
+                raise CodecError(f"{self.codec_id}: corrupt payload: {exc}") from None
+        if not np.all(np.isfinite(y)):
+            self._dec_shape = None
+            raise CodecError(f"{self.codec_id}: corrupt payload decodes to non-finite values")
+        if dtype == np.int16:
+            return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        return np.clip(y, -3.0e38, 3.0e38).astype(np.float32)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, **self._params(), "keyframe_interval": self.keyframe_interval}
+
+    def _params(self) -> dict[str, Any]:
+        return {}
