@@ -47,20 +47,28 @@ def fidelity_score(fid: dict[str, float]) -> float:
 
 @dataclass(frozen=True)
 class StreamModel:
-    """One recording's measured ladder: ``frame_bytes[level, i]`` is a consecutive run of real frame sizes."""
+    """One recording's measured ladder: ``bits_per_sample[level, i]`` for consecutive real blocks.
+
+    A 1 ms frame of this stream carries ``samples_per_ms`` samples; frame ``j`` of block ``i`` weighs
+    ``bits_per_sample[level, i] * samples_per_ms / 8`` bytes (real block-to-block variability, real
+    cross-level correlation, since all levels were measured on the same blocks).
+    """
 
     name: str
     frame_s: float
-    frame_bytes: np.ndarray  # (n_levels, n_samples) float64
+    block_ms: int
+    samples_per_ms: float
+    bits_per_sample: np.ndarray  # (n_levels, n_blocks)
     fidelity: np.ndarray  # (n_levels,) score in [0, 1]
 
     @property
     def n_levels(self) -> int:
-        return int(self.frame_bytes.shape[0])
+        return int(self.bits_per_sample.shape[0])
 
     @property
     def mean_bytes(self) -> np.ndarray:
-        return self.frame_bytes.mean(axis=1)
+        """Mean bytes per 1 ms frame of each level."""
+        return self.bits_per_sample.mean(axis=1) * self.samples_per_ms / 8.0
 
     @property
     def stream_bps(self) -> float:
@@ -68,10 +76,13 @@ class StreamModel:
         return float(self.mean_bytes[0] * 8.0 / self.frame_s)
 
     def sample_sizes(self, rng: np.random.Generator, n_frames: int) -> np.ndarray:
-        """(n_levels, n_frames) sizes: a random circular window of the measured runs (keeps correlation)."""
-        n = self.frame_bytes.shape[1]
-        idx = (int(rng.integers(n)) + np.arange(n_frames)) % n
-        return self.frame_bytes[:, idx]
+        """(n_levels, n_frames) bytes per frame: a random circular window over the measured blocks."""
+        nb = self.bits_per_sample.shape[1]
+        n_blocks = n_frames // self.block_ms + 2
+        idx = (int(rng.integers(nb)) + np.arange(n_blocks)) % nb
+        per_ms = np.repeat(self.bits_per_sample[:, idx], self.block_ms, axis=1)
+        off = int(rng.integers(self.block_ms))
+        return per_ms[:, off : off + n_frames] * (self.samples_per_ms / 8.0)
 
 
 @dataclass(frozen=True)
@@ -97,10 +108,11 @@ def load_codec_model(path: str | Path | None = None) -> CodecModel:
     streams = []
     for r in data.get("recordings", []):
         levels = r["levels"]
-        n = min(len(lv["frame_bytes_samples"]) for lv in levels)
-        fb = np.array([lv["frame_bytes_samples"][:n] for lv in levels], dtype=np.float64)
+        n = min(len(lv["bits_per_sample_blocks"]) for lv in levels)
+        bps = np.array([lv["bits_per_sample_blocks"][:n] for lv in levels], dtype=np.float64)
         fid = np.array([lv["fidelity_score"] for lv in levels], dtype=np.float64)
-        streams.append(StreamModel(r["recording"], frame_s, fb, fid))
+        spm = float(r["fs"]) * int(r["channels"]) / 1000.0
+        streams.append(StreamModel(r["recording"], frame_s, int(r["block_ms"]), spm, bps, fid))
     if not streams:
         raise ConfigError("recordings", "codec model has no recordings", source=str(p))
     if len({s.n_levels for s in streams}) != 1:

@@ -1,0 +1,50 @@
+"""The learned controller: an ONNX policy (observation normalisation baked in) run with onnxruntime.
+
+The graph takes ``obs`` float32 (batch, n) and returns ``action`` int64 (batch,). Default policy: the
+one shipped in ``agents/policies/rl_policy.onnx``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from neurolink.control.base import Controller
+from neurolink.errors import ConfigError
+
+
+def default_policy_path() -> Path:
+    try:
+        import agents
+
+        return Path(agents.__file__).resolve().parent / "policies" / "rl_policy.onnx"
+    except Exception:
+        return Path(__file__).resolve().parents[2] / "agents" / "policies" / "rl_policy.onnx"
+
+
+class RLPolicy(Controller):
+    controller_id = "rl"
+
+    def __init__(self, policy: str | None = None, threads: int = 1) -> None:
+        path = Path(policy) if policy else default_policy_path()
+        if not path.is_file():
+            raise ConfigError("policy", f"ONNX policy not found: {path}")
+        super().__init__(policy=str(path))
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ConfigError("policy", f"cannot load ONNX model {path}: {exc}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.n_obs = self.session.get_inputs()[0].shape[-1]
+
+    def act(self, obs: np.ndarray) -> int:
+        x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+        if isinstance(self.n_obs, int) and x.shape[1] != self.n_obs:
+            raise ConfigError("observation", f"policy expects {self.n_obs} values, got {x.shape[1]}")
+        return int(self.session.run(None, {self.input_name: x})[0].reshape(-1)[0])
