@@ -6,9 +6,10 @@ See configs/sender.toml and configs/receiver.toml for commented examples.
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from neurolink.errors import ConfigError
 from neurolink.validation import check_choice, check_keys, check_range, check_type

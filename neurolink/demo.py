@@ -175,7 +175,7 @@ def _print_line(el, outlet, sender: Sender, receiver: Receiver, checker) -> None
         f"ratio codec/wire={s.codec_ratio:5.2f}/{s.ratio:5.2f}x  "
         f"enc p50/p99={s.encode_us.pct(50):6.1f}/{s.encode_us.pct(99):6.1f} us  "
         f"e2e p50/p99={r.latency_ms.pct(50):5.2f}/{r.latency_ms.pct(99):5.2f} ms  "
-        f"lost={r.frames_lost} concealed={r.samples_concealed}  level={s.level}"
+        f"lost={r.frames_lost} concealed={r.samples_concealed}  level={s.level} ({tx.ladder.names[s.level]})"
         + (f"  loss={fb.loss_fraction:.3f}" if fb else ""),
         flush=True,
     )
@@ -187,7 +187,9 @@ def _final_report(rec, n_total, outlet, sender, receiver, checker) -> int:
     src = rec.data[: outlet.samples_pushed]
     tx = sender.summary().get(1, {})
     rx = receiver.summary().get(1, {})
-    lossless = rx.get("samples_concealed", 0) == 0 and sender.streams[1].level == 0
+    lossless = rx.get("samples_concealed", 0) == 0 and tx.get("levels_used", [0]) == [0]
+    if tx.get("decisions"):
+        print(f"controller decisions: {tx['decisions']}, level switches: {tx['level_switches']}, levels used: {tx['levels_used']}")
     print("\n--- summary ---")
     print(f"samples sent by the acquisition outlet: {outlet.samples_pushed}")
     print(f"samples republished and read back:      {got.shape[0]}")

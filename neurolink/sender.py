@@ -53,6 +53,7 @@ class StreamStats:
     payload_bytes: int = 0
     level: int = 0
     level_switches: int = 0
+    levels_used: set = field(default_factory=set)
     backlog_ms: float = 0.0
     encode_us: Ring = field(default_factory=Ring)
     last_feedback: wire.Feedback | None = None
@@ -115,6 +116,7 @@ class _Stream:
         t = time.perf_counter_ns()
         payload = codec.encode(f.data)
         self.stats.encode_us.add((time.perf_counter_ns() - t) / 1000.0)
+        self.stats.levels_used.add(self.level)
         flags = 0
         if not codec.streaming:
             flags |= wire.FLAG_KEYFRAME
@@ -312,7 +314,8 @@ class Sender:
             s = st.stats
             out[sid] = {
                 "name": st.meta.name, "frames_sent": s.frames_sent, "samples_in": s.samples_in,
-                "ratio": s.ratio, "codec_ratio": s.codec_ratio, "level": s.level, "decisions": getattr(st.controller, "decisions", 0), "backlog_ms": s.backlog_ms,
+                "ratio": s.ratio, "codec_ratio": s.codec_ratio, "level": s.level, "decisions": getattr(st.controller, "decisions", 0),
+                "level_switches": s.level_switches, "levels_used": sorted(s.levels_used), "backlog_ms": s.backlog_ms,
                 "dropped_queue": s.frames_dropped_queue,
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),

@@ -48,9 +48,10 @@ class MosquittoBroker:
     """``with MosquittoBroker() as b: ...`` — a real broker at ``b.host:b.port``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, binary: str | None = None) -> None:
-        self.binary = binary or find_mosquitto()
-        if self.binary is None:
+        found = binary or find_mosquitto()
+        if found is None:
             raise TransportError("mosquitto binary not found (Debian/Ubuntu: apt-get install mosquitto)")
+        self.binary: str = found
         self.host = host
         self.port = port or free_port(host)
         self._dir = Path(tempfile.mkdtemp(prefix="nl-mosquitto-"))

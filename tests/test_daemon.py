@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from neurolink.netutil import free_port
 
 

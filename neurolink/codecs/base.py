@@ -96,7 +96,7 @@ class Codec(ABC):
         except TypeError as exc:
             raise CodecError(f"codec {cls.codec_id!r}: bad parameters {sorted(params)}: {exc}") from exc
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - optional hook, stateless codecs have nothing to reset
         """Forget cross-frame state (streaming codecs); the next encoded frame is a keyframe."""
 
     def __repr__(self) -> str:

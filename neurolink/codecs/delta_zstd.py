@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from neurolink.codecs.base import Codec, as_2d, pack_array_header, unpack_array_header, ARRAY_HEADER_SIZE
+from neurolink.codecs.base import ARRAY_HEADER_SIZE, Codec, as_2d, pack_array_header, unpack_array_header
 from neurolink.errors import CodecError
 
 
@@ -39,7 +39,11 @@ class DeltaZstd(Codec):
         dtype, _flags, n_s, n_ch = unpack_array_header(blob, self.codec_id)
         expected = n_s * n_ch * dtype.itemsize
         try:
-            raw = self._dctx.decompress(bytes(blob[ARRAY_HEADER_SIZE:]), max_output_size=expected)
+            payload = bytes(blob[ARRAY_HEADER_SIZE:])
+            declared = zstandard.frame_content_size(payload)  # zstd would allocate this much up front
+            if declared not in (-1, expected):
+                raise CodecError(f"delta-zstd: zstd frame declares {declared} bytes, header says {expected}")
+            raw = self._dctx.decompress(payload, max_output_size=expected)
         except zstandard.ZstdError as exc:
             raise CodecError(f"delta-zstd: corrupt zstd payload at offset {ARRAY_HEADER_SIZE}: {exc}") from exc
         if len(raw) != expected:

@@ -1,10 +1,14 @@
 """Transports: ZeroMQ (default, brokerless) and MQTT (through a real broker)."""
 
+from neurolink.transports import zmq as _zmq  # noqa: F401  (registers "zmq")
 from neurolink.transports.base import (  # noqa: F401
-    ReceiverTransport, SenderTransport, TransportStats, make_receiver_transport, make_sender_transport,
+    ReceiverTransport,
+    SenderTransport,
+    TransportStats,
+    make_receiver_transport,
+    make_sender_transport,
     register_transport,
 )
-from neurolink.transports import zmq as _zmq  # noqa: F401  (registers "zmq")
 
 try:  # MQTT is optional at import time (aiomqtt present in the default install)
     from neurolink.transports import mqtt as _mqtt  # noqa: F401

@@ -7,7 +7,7 @@ Messages are already-serialised wire-format bytes: a transport never inspects or
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from neurolink.errors import ConfigError

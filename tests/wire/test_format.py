@@ -4,7 +4,8 @@ import struct
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neurolink.errors import WireFormatError
 from neurolink.wire import format as w
