@@ -90,7 +90,8 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
     opener = _security(cfg, tcfg)
     ids = set(cfg["receiver"]["streams"]) or None
     receiver = Receiver(make_receiver_transport(tcfg), sinks, conceal=cfg["receiver"]["conceal"],
-                        control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener)
+                        control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener,
+                        jitter_ms=cfg["receiver"]["jitter_ms"])
     m = cfg["metrics"]
     tel = Telemetry("receiver", receiver.summary, status_file=m["status_file"], prometheus_port=m["prometheus_port"],
                     log_interval_s=m["log_interval_s"])

@@ -68,6 +68,7 @@ class _RxStream:
         self.stats = RxStats()
         self.clock = ClockOffset()
         self.applied_offset: float | None = None
+        self.held: dict[int, tuple[wire.Frame, int]] = {}  # jitter buffer: frames waiting for a missing one
         self.pending: list[tuple[np.ndarray, np.ndarray, bool]] = []  # held until the clock settles
         self.created = time.monotonic()
         # LSL's local_clock is the machine's monotonic clock: on the sender's own host the offset is 0
@@ -107,6 +108,7 @@ class Receiver:
         clock_settle_s: float = 0.5,
         max_slew_s: float = 5e-6,
         opener: Any = None,
+        jitter_ms: float = 0.0,
     ) -> None:
         self.transport = transport
         self.sink_factory = sink_factory
@@ -114,6 +116,9 @@ class Receiver:
         if control_interval_s <= 0:
             raise ConfigError("receiver.control_interval_s", f"must be > 0, got {control_interval_s}")
         self.control_interval_s = control_interval_s
+        if not 0 <= jitter_ms <= 10_000:
+            raise ConfigError("receiver.jitter_ms", f"expected a value in [0, 10000], got {jitter_ms!r}")
+        self.jitter_s = jitter_ms / 1000.0  # reorder window; 0 = conceal gaps at once (lowest latency)
         self.stream_ids = stream_ids
         self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
         self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
@@ -238,6 +243,34 @@ class Receiver:
             else:
                 s.frames_late += 1
                 return
+        if self.jitter_s > 0 and h.seq > st.expected and len(st.held) < 10_000:
+            # out of order or a loss: wait up to jitter_s for the missing frames before concealing
+            if h.seq not in st.held:
+                st.held[h.seq] = (f, nbytes)
+                if len(st.held) == 1:
+                    self._schedule_flush(st)
+            return
+        self._process(st, f, nbytes)
+        while st.held and st.expected in st.held:
+            self._process(st, *st.held.pop(st.expected))
+
+    def _schedule_flush(self, st: _RxStream) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(self.jitter_s, self._flush_held, st)
+
+    def _flush_held(self, st: _RxStream) -> None:
+        """Jitter deadline passed: the missing frames are lost; conceal them and release the rest in order."""
+        for seq in sorted(st.held):
+            if seq >= (st.expected or 0):
+                self._process(st, *st.held[seq])
+        st.held.clear()
+
+    def _process(self, st: _RxStream, f: wire.Frame, nbytes: int) -> None:
+        h = f.header
+        s = st.stats
         gap = h.seq - st.expected
         st.expected = h.seq + 1
         s.bytes_in += nbytes
@@ -342,7 +375,7 @@ class Receiver:
                     delay_ms=0.0 if np.isnan(delay) else delay,
                     delay_gradient=grad,
                     loss_fraction=(st.iv_lost / n) if n else 0.0,
-                    jitter_buffer_ms=0.0,
+                    jitter_buffer_ms=self.jitter_s * 1000.0 if st.held else 0.0,
                     fidelity=-1.0,
                     frames_received=st.stats.frames_ok,
                     frames_lost=st.stats.frames_lost,

@@ -102,3 +102,27 @@ def test_bad_conceal_mode_names_key():
 
     with pytest.raises(ConfigError, match="receiver.conceal"):
         Receiver(_NullTransport(), lambda h: [], conceal="magic")
+
+
+def test_jitter_buffer_reorders_within_window():
+    import asyncio
+
+    async def run():
+        sink = MemorySink()
+        rx = Receiver(_NullTransport(), lambda h: [sink], clock_settle_s=0.0, jitter_ms=50.0)
+        ladder = [{"id": "delta-zstd"}]
+        rx.handle(w.pack_stream_header(w.StreamHeader(1, "s", "EEG", "sid", 1000.0, 3, "int16", "", ladder[0], ladder, 10, "h")))
+        x = np.arange(150, dtype=np.int16).reshape(50, 3)
+        m = _frames(x, 10)
+        for i in (0, 2, 1, 4):  # 1 arrives late but within the window; 3 never arrives
+            rx.handle(m[i])
+        await asyncio.sleep(0.15)
+        return rx, sink, x
+
+    rx, sink, x = asyncio.run(run())
+    st = rx.streams[1].stats
+    assert st.frames_lost == 1 and st.frames_late == 0
+    y = sink.data()
+    assert y.shape == x.shape
+    assert np.array_equal(y[:30], x[:30]) and np.array_equal(y[40:], x[40:])
+    assert np.all(y[30:40] == x[29])  # hold concealment of the one lost frame
