@@ -62,6 +62,16 @@ def _check_transport(t: dict[str, Any], src: str) -> None:
     check_choice("transport.kind", t.get("kind"), ("zmq", "mqtt"), source=src)
 
 
+def _check_security(sec: dict[str, Any], src: str) -> None:
+    check_keys("security", sec, ("keys_file", "keys_env", "insecure", "max_age_s"), source=src)
+    if "insecure" in sec:
+        check_type("security.insecure", sec["insecure"], bool, source=src)
+    if "keys_file" in sec:
+        check_type("security.keys_file", sec["keys_file"], str, source=src)
+    if "max_age_s" in sec:
+        check_range("security.max_age_s", sec["max_age_s"], 0.001, 86400, source=src)
+
+
 def validate_sender(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any]:
     check_keys("", raw, SENDER_DEFAULTS.keys(), source=src)
     cfg = _merge(SENDER_DEFAULTS, raw)
@@ -72,6 +82,7 @@ def validate_sender(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any]:
     check_range("sender.header_interval_s", s["header_interval_s"], 0.05, 60, source=src)
     _check_transport(cfg["transport"], src)
     _check_metrics(cfg["metrics"], src)
+    _check_security(cfg["security"], src)
     streams = cfg["stream"]
     if not isinstance(streams, list) or not streams:
         raise ConfigError("stream", "expected one or more [[stream]] tables", source=src)
@@ -123,6 +134,7 @@ def validate_receiver(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any
     check_range("outlet.wait_consumer_s", o["wait_consumer_s"], 0, 600, source=src)
     _check_transport(cfg["transport"], src)
     _check_metrics(cfg["metrics"], src)
+    _check_security(cfg["security"], src)
     return cfg
 
 

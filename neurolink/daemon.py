@@ -48,19 +48,20 @@ def build_source(cfg: dict[str, Any]) -> Source:
     return ReplaySource(Recording(synthetic_recording(n, ch, fs, seed=int(cfg.get("seed", 0))), fs, [], "synthetic", "Extracellular"))
 
 
-def _security(cfg: dict[str, Any], transport: dict[str, Any]) -> Any:
-    sec = cfg.get("security") or {}
-    endpoint = transport.get("data") or f"tcp://{transport.get('host', '127.0.0.1')}:0"
-    from neurolink.netutil import is_loopback_endpoint
+def _security(cfg: dict[str, Any], transport: dict[str, Any], role: str) -> Any:
+    """Refuse non-loopback links without keys (unless ``security.insecure``); build the frame cipher."""
+    from neurolink.security import cipher_from_config
+    from neurolink.security.curve import require_security
 
-    if not sec.get("key_file") and not sec.get("key_env") and not is_loopback_endpoint(endpoint) and not sec.get("insecure"):
-        raise ConfigError("security", f"{endpoint} is not a loopback address: configure security.key_file "
-                          "(create one with `neurolink keys generate`) or set security.insecure = true")
-    if sec.get("key_file") or sec.get("key_env"):
-        from neurolink.security.keys import load_cipher  # encryption layer
-
-        return load_cipher(sec)
-    return None
+    sec = dict(cfg.get("security") or {})
+    if transport.get("curve"):
+        sec.setdefault("curve", transport["curve"])
+    if transport.get("kind", "zmq") == "zmq":
+        endpoint = transport.get("data", "tcp://127.0.0.1:5556")
+    else:
+        endpoint = f"tcp://{transport.get('host', '127.0.0.1')}:{transport.get('port', 1883)}"
+    require_security(endpoint, sec)
+    return cipher_from_config(cfg.get("security"), role=role)
 
 
 async def run_sender(cfg: dict[str, Any]) -> int:
@@ -70,7 +71,7 @@ async def run_sender(cfg: dict[str, Any]) -> int:
         specs.append(StreamSpec(build_source(st["source"]), int(st["id"]), ladder, float(st["frame_ms"]),
                                 int(st["queue_frames"]), dict(st["controller"])))
     tcfg = dict(cfg["transport"])
-    sealer = _security(cfg, tcfg)
+    sealer = _security(cfg, tcfg, "sender")
     sender = Sender(specs, make_sender_transport(tcfg), control_interval_s=cfg["sender"]["control_interval_s"],
                     header_interval_s=cfg["sender"]["header_interval_s"], sealer=sealer,
                     wait_receiver_s=cfg["sender"]["wait_receiver_s"])
@@ -87,7 +88,7 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
         return [LSLOutletSink(o["name_suffix"], o["source_id_suffix"], o["wait_consumer_s"])] if o["enabled"] else []
 
     tcfg = dict(cfg["transport"])
-    opener = _security(cfg, tcfg)
+    opener = _security(cfg, tcfg, "receiver")
     ids = set(cfg["receiver"]["streams"]) or None
     receiver = Receiver(make_receiver_transport(tcfg), sinks, conceal=cfg["receiver"]["conceal"],
                         control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener,

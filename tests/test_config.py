@@ -47,3 +47,20 @@ def test_bad_toml_file(tmp_path):
         load_sender_config(p)
     with pytest.raises(ConfigError, match="file not found"):
         load_sender_config(tmp_path / "missing.toml")
+
+
+def test_non_loopback_without_keys_refuses_to_start():
+    import asyncio
+
+    from neurolink.daemon import run_receiver
+
+    cfg = validate_receiver({"transport": {"kind": "zmq", "data": "tcp://192.0.2.10:5556", "feedback": "tcp://192.0.2.10:5557"}})
+    with pytest.raises(ConfigError, match="keys generate"):
+        asyncio.run(run_receiver(cfg))
+
+
+def test_unknown_transport_key_is_config_error():
+    from neurolink.transports import make_sender_transport
+
+    with pytest.raises(ConfigError, match="transport"):
+        make_sender_transport({"kind": "zmq", "dta": "tcp://127.0.0.1:1"})

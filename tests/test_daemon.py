@@ -48,7 +48,7 @@ def test_send_receive_status_and_clean_shutdown(tmp_path):
     tx = subprocess.Popen([sys.executable, "-m", "neurolink", "send", "--config", str(s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         status = tmp_path / "receiver.json"
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         seen = 0
         while time.time() < deadline:
             time.sleep(0.5)

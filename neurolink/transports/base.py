@@ -86,11 +86,18 @@ def _lookup(table: dict[str, type], config: dict[str, Any]) -> type:
     return table[kind]
 
 
+def _build(cls: type, config: dict[str, Any]) -> Any:
+    params = {k: v for k, v in config.items() if k != "kind"}
+    try:
+        return cls(**params)
+    except TypeError as exc:  # an unknown or misspelt key: name it instead of a traceback
+        raise ConfigError("transport", f"{config.get('kind', 'zmq')} transport does not take these keys "
+                          f"{sorted(params)}: {exc}") from None
+
+
 def make_sender_transport(config: dict[str, Any]) -> SenderTransport:
-    cls = _lookup(_SENDERS, config)
-    return cls(**{k: v for k, v in config.items() if k != "kind"})
+    return _build(_lookup(_SENDERS, config), config)
 
 
 def make_receiver_transport(config: dict[str, Any]) -> ReceiverTransport:
-    cls = _lookup(_RECEIVERS, config)
-    return cls(**{k: v for k, v in config.items() if k != "kind"})
+    return _build(_lookup(_RECEIVERS, config), config)

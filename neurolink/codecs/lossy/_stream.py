@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurolink.codecs.base import MAX_CHANNELS, MAX_DECODED_BYTES, Codec, as_2d
+from neurolink.codecs.base import MAX_CHANNELS, Codec, as_2d
 from neurolink.codecs.lossy._bitio import get_bits, put_bits
 from neurolink.errors import CodecError, MissingReferenceError
 
@@ -23,6 +23,7 @@ _DTYPES = {"int16": 1, "float32": 2}
 _CODES = {v: np.dtype(k) for k, v in _DTYPES.items()}
 #: Largest magnitude a float input may have (quantiser indices must stay far inside 32 bits).
 MAX_FLOAT = 1e7
+MAX_FRAME_VALUES = 1 << 21  # samples x channels per frame (16 MB as float64): frames are short by design
 
 
 def check_number(name: str, value: Any, lo: float, hi: float, codec_id: str, integer: bool = False) -> Any:
@@ -76,6 +77,9 @@ class LossyStreamCodec(Codec):
         if x.dtype.kind == "f" and x.size and not (np.all(np.isfinite(xf)) and np.abs(xf).max() <= MAX_FLOAT):
             raise CodecError(f"{self.codec_id}: float input must be finite and within +-{MAX_FLOAT:g}")
         n_s, n_ch = x.shape
+        if n_s > 0xFFFF or n_s * n_ch > MAX_FRAME_VALUES:
+            raise CodecError(f"{self.codec_id}: frame of {n_s}x{n_ch} exceeds the frame limits "
+                             f"(<= 65535 samples, <= {MAX_FRAME_VALUES} values): use shorter frames")
         shape = (n_s, n_ch, x.dtype.name)
         key = self._enc_shape != shape or self._enc_count % self.keyframe_interval == 0
         if key:
@@ -108,7 +112,8 @@ class LossyStreamCodec(Codec):
         if key:
             if code not in _CODES:
                 raise CodecError(f"{self.codec_id}: unknown dtype code {code} in keyframe header at bit 5")
-            if n_ch > MAX_CHANNELS or n_s * max(n_ch, 1) * 8 > MAX_DECODED_BYTES:
+            # bounded allocation on hostile input: every channel costs at least one bit of payload
+            if n_ch > MAX_CHANNELS or n_s * n_ch > MAX_FRAME_VALUES or n_ch > 8 * len(blob):
                 raise CodecError(f"{self.codec_id}: keyframe claims {n_s}x{n_ch} samples, above the size limit")
             self._dec_shape = (n_s, n_ch, _CODES[code])
             self._reset_state(n_s, n_ch, False)

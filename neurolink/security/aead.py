@@ -1,0 +1,268 @@
+"""End-to-end authenticated encryption of wire messages (ChaCha20-Poly1305), see docs/security.md.
+
+Why a message-level layer on top of (or instead of) transport security: the samples stay sealed through
+brokers (MQTT), relays and archives, and the same code protects every transport. A sealed frame is still
+a valid wire-v1 frame (``FLAG_ENCRYPTED`` set, payload = envelope), so relays can route and archive it
+without keys; other messages keep their 6-byte prefix in the clear and seal the rest.
+
+Nonces never repeat: each ``FrameCipher`` draws a random 8-byte session salt, derives a per-session
+subkey ``HKDF-SHA256(key, salt, info)`` and counts messages with a 64-bit counter per direction; the
+direction (data: sender -> receiver, feedback: receiver -> sender) is part of the nonce, so the two ends
+can share one key without ever colliding. Replays are rejected by a sliding window per session.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from neurolink.errors import SecurityError, WireFormatError
+from neurolink.wire import format as wire
+
+ENVELOPE_VERSION = 1
+KEY_SIZE = 32
+TAG_SIZE = 16
+DIR_DATA = 0  # sender -> receiver: stream headers, frames, clock replies
+DIR_FEEDBACK = 1  # receiver -> sender: feedback reports, clock probes
+_ROLES = {None: (DIR_DATA, DIR_FEEDBACK), "sender": (DIR_FEEDBACK,), "receiver": (DIR_DATA,)}
+
+# envelope header: version u8 | direction u8 | key_id u32 | session salt 8s | counter u64 | send time u32 (unix s)
+_ENV = struct.Struct("<BBI8sQI")
+ENVELOPE_HEADER_SIZE = _ENV.size  # 26
+OVERHEAD = ENVELOPE_HEADER_SIZE + TAG_SIZE  # bytes added to every message
+_PREFIX = 6
+_CRC = struct.Struct("<I")
+_CLOCK_KIND_OFFSET = 10
+_MAX_COUNTER = (1 << 64) - 1
+
+
+def _direction(msg: bytes | memoryview) -> int:
+    """Which way a plaintext message travels: fixed by its type, so both ends agree without a role."""
+    mtype = msg[5]
+    if mtype == wire.MSG_FEEDBACK:
+        return DIR_FEEDBACK
+    if mtype == wire.MSG_CLOCK:
+        if len(msg) <= _CLOCK_KIND_OFFSET:
+            return -1
+        return DIR_FEEDBACK if msg[_CLOCK_KIND_OFFSET] == 0 else DIR_DATA
+    return DIR_DATA
+
+
+class _ReplayWindow:
+    """Highest counter seen plus a bitmap of the ``size`` counters below it (RFC 4303 style)."""
+
+    __slots__ = ("size", "top", "bits", "last_seen")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.top = -1
+        self.bits = 0
+        self.last_seen = time.monotonic()
+
+    def check(self, ctr: int) -> None:
+        if ctr > self.top:
+            return
+        if self.top - ctr >= self.size:
+            raise SecurityError(f"replayed or stale message: counter {ctr} is older than the replay window ({self.size})")
+        if (self.bits >> (self.top - ctr)) & 1:
+            raise SecurityError(f"replayed message: counter {ctr} already seen")
+
+    def accept(self, ctr: int) -> None:
+        if ctr > self.top:
+            shift = ctr - self.top
+            self.bits = ((self.bits << shift) | 1) & ((1 << self.size) - 1) if shift < self.size else 1
+            self.top = ctr
+        else:
+            self.bits |= 1 << (self.top - ctr)
+        self.last_seen = time.monotonic()
+
+
+class FrameCipher:
+    """Seal/open wire messages; one object per endpoint (sender or receiver), same class on both ends.
+
+    ``key``/``key_id`` is the active sealing key; ``keyring`` adds keys accepted for opening (rotation:
+    make the new key active on the sender, keep the old id in the receiver's keyring until it drains).
+    ``role`` ("sender" / "receiver") restricts which direction :meth:`open` accepts; None accepts both.
+    ``max_age_s`` optionally rejects messages whose authenticated send time is further than that from
+    this host's clock (bounds replays of whole recorded sessions; needs synchronised clocks).
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        key_id: int,
+        *,
+        keyring: Mapping[int, bytes] | None = None,
+        replay_window: int = 4096,
+        max_sessions: int = 256,
+        max_age_s: float | None = None,
+        role: str | None = None,
+    ) -> None:
+        if role not in _ROLES:
+            raise SecurityError(f"role must be 'sender', 'receiver' or None, got {role!r}")
+        if not 64 <= replay_window <= 1 << 20:
+            raise SecurityError(f"replay_window must be in [64, 2**20], got {replay_window}")
+        self._keys: dict[int, bytes] = {}
+        for kid, k in (keyring or {}).items():
+            self.add_key(kid, k)
+        self.add_key(key_id, key)
+        self.active_id = key_id
+        self.replay_window = replay_window
+        self.max_sessions = max_sessions
+        self.max_age_s = max_age_s
+        self._accept_dirs = _ROLES[role]
+        self.salt = os.urandom(8)
+        self._counters = [0, 0]
+        self._aead: OrderedDict[tuple[int, bytes], ChaCha20Poly1305] = OrderedDict()
+        self._windows: OrderedDict[tuple[int, bytes, int], _ReplayWindow] = OrderedDict()
+        self._lock = threading.Lock()  # counters must never be handed out twice, even across threads
+
+    # -- keys --------------------------------------------------------------------------------------
+    def add_key(self, key_id: int, key: bytes) -> None:
+        """Accept ``key_id`` for opening (does not change the sealing key)."""
+        if not isinstance(key_id, int) or not 0 <= key_id < 1 << 32:
+            raise SecurityError(f"key id must be an int in [0, 2**32), got {key_id!r}")
+        if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_SIZE:
+            raise SecurityError(f"key {key_id} must be {KEY_SIZE} bytes, got {len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__}")
+        self._keys[key_id] = bytes(key)
+
+    def rotate(self, key_id: int, key: bytes | None = None) -> None:
+        """Seal with ``key_id`` from now on (adding ``key`` first if given); old ids still open."""
+        if key is not None:
+            self.add_key(key_id, key)
+        if key_id not in self._keys:
+            raise SecurityError(f"cannot rotate to unknown key id {key_id}")
+        self.active_id = key_id
+
+    def remove_key(self, key_id: int) -> None:
+        """Stop accepting ``key_id`` (after rotation has drained); the active key cannot be removed."""
+        if key_id == self.active_id:
+            raise SecurityError(f"key id {key_id} is the active sealing key; rotate first")
+        self._keys.pop(key_id, None)
+        for k in [k for k in self._aead if k[0] == key_id]:
+            del self._aead[k]
+
+    @property
+    def key_ids(self) -> list[int]:
+        return sorted(self._keys)
+
+    def _cipher(self, key_id: int, salt: bytes) -> ChaCha20Poly1305:
+        k = (key_id, salt)
+        c = self._aead.get(k)
+        if c is None:
+            master = self._keys.get(key_id)
+            if master is None:
+                raise SecurityError(f"unknown key id {key_id} (known: {self.key_ids})")
+            sub = HKDF(hashes.SHA256(), KEY_SIZE, salt, b"neurolink-e2e-v1" + struct.pack("<I", key_id)).derive(master)
+            c = self._aead[k] = ChaCha20Poly1305(sub)
+            if len(self._aead) > self.max_sessions + 4:
+                self._aead.popitem(last=False)
+        else:
+            self._aead.move_to_end(k)
+        return c
+
+    # -- seal / open -------------------------------------------------------------------------------
+    def seal(self, msg: bytes) -> bytes:
+        """Encrypt one plaintext wire message (frame payload or everything after the prefix)."""
+        mv = memoryview(msg)
+        try:
+            mtype = wire.message_type(mv)
+            hdr = wire.parse_frame_header(mv) if mtype == wire.MSG_FRAME else None
+        except WireFormatError as exc:
+            raise SecurityError(f"cannot seal a malformed message: {exc}") from None
+        if hdr is not None and hdr.flags & wire.FLAG_ENCRYPTED:
+            raise SecurityError("frame is already sealed (FLAG_ENCRYPTED set)")
+        if mtype == wire.MSG_CLOCK and len(mv) <= _CLOCK_KIND_OFFSET:
+            raise SecurityError("cannot seal a truncated clock message")
+        d = _direction(mv)
+        with self._lock:
+            ctr = self._counters[d]
+            if ctr >= _MAX_COUNTER:
+                raise SecurityError("nonce counter exhausted: rotate the key or restart the session")
+            self._counters[d] = ctr + 1
+            kid = self.active_id
+            aead = self._cipher(kid, self.salt)
+        env = _ENV.pack(ENVELOPE_VERSION, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
+        nonce = bytes((d, 0, 0, 0)) + struct.pack("<Q", ctr)
+        if hdr is not None:
+            payload = mv[wire.FRAME_HEADER_SIZE:wire.FRAME_HEADER_SIZE + hdr.payload_len]
+            sealed_len = ENVELOPE_HEADER_SIZE + hdr.payload_len + TAG_SIZE
+            head = bytearray(mv[:wire.FRAME_HEADER_SIZE])
+            struct.pack_into("<H", head, 6, hdr.flags | wire.FLAG_ENCRYPTED)
+            struct.pack_into("<I", head, 36, sealed_len)
+            ct = aead.encrypt(nonce, bytes(payload), bytes(head) + env)
+            body = bytes(head) + env + ct
+            return body + _CRC.pack(zlib.crc32(body))
+        prefix = bytes(mv[:_PREFIX])
+        return prefix + env + aead.encrypt(nonce, bytes(mv[_PREFIX:]), prefix + env)
+
+    def open(self, msg: bytes) -> bytes:
+        """Authenticate, replay-check and decrypt; returns the original wire message or raises SecurityError."""
+        mv = memoryview(msg)
+        try:
+            mtype = wire.message_type(mv)
+            if mtype == wire.MSG_FRAME:
+                fr = wire.parse_frame(mv)
+                hdr = fr.header
+                if not hdr.flags & wire.FLAG_ENCRYPTED:
+                    raise SecurityError("unencrypted frame rejected (this endpoint requires encryption)")
+                ad_head = bytes(mv[:wire.FRAME_HEADER_SIZE])
+                body = memoryview(fr.payload)
+            else:
+                hdr = None
+                ad_head = bytes(mv[:_PREFIX])
+                body = mv[_PREFIX:]
+        except WireFormatError as exc:
+            raise SecurityError(f"tampered or malformed sealed message: {exc}") from None
+        if len(body) < OVERHEAD:
+            raise SecurityError(f"truncated sealed message: {len(body)} bytes of envelope, need at least {OVERHEAD}")
+        ver, d, kid, salt, ctr, sent = _ENV.unpack_from(body, 0)
+        if ver != ENVELOPE_VERSION:
+            raise SecurityError(f"unsupported envelope version {ver}")
+        if d not in self._accept_dirs:
+            raise SecurityError(f"message from direction {d} not accepted by this endpoint (reflected?)")
+        if self.max_age_s is not None and abs(time.time() - sent) > self.max_age_s:
+            raise SecurityError(f"stale message: sent {time.time() - sent:.0f} s ago (max_age_s={self.max_age_s}), replayed or clocks out of sync")
+        env = bytes(body[:ENVELOPE_HEADER_SIZE])
+        wkey = (kid, salt, d)
+        win = self._windows.get(wkey)
+        if win is not None:
+            win.check(ctr)
+        nonce = bytes((d, 0, 0, 0)) + struct.pack("<Q", ctr)
+        try:
+            pt = self._cipher(kid, salt).decrypt(nonce, bytes(body[ENVELOPE_HEADER_SIZE:]), ad_head + env)
+        except InvalidTag:
+            raise SecurityError(f"tampered message or wrong key: authentication failed (key id {kid}, counter {ctr})") from None
+        # authenticated: only now may the replay state change
+        if win is None:
+            win = self._windows[wkey] = _ReplayWindow(self.replay_window)
+            if len(self._windows) > self.max_sessions:
+                self._windows.popitem(last=False)
+        else:
+            self._windows.move_to_end(wkey)
+        win.accept(ctr)
+        if hdr is None:
+            out = ad_head + pt
+            if len(out) > 5 and _direction(out) != d:
+                raise SecurityError(f"direction {d} does not match the sealed message's type")
+            return out
+        if d != DIR_DATA:
+            raise SecurityError(f"direction {d} does not match a frame")
+        head = bytearray(ad_head)
+        struct.pack_into("<H", head, 6, hdr.flags & ~wire.FLAG_ENCRYPTED)
+        struct.pack_into("<I", head, 36, len(pt))
+        plain = bytes(head) + pt
+        return plain + _CRC.pack(zlib.crc32(plain))
+
+
+__all__ = ["FrameCipher", "OVERHEAD", "ENVELOPE_HEADER_SIZE", "DIR_DATA", "DIR_FEEDBACK", "KEY_SIZE"]
