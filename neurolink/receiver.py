@@ -109,6 +109,7 @@ class Receiver:
         max_slew_s: float = 5e-6,
         opener: Any = None,
         jitter_ms: float = 0.0,
+        reliable: Any = None,
     ) -> None:
         self.transport = transport
         self.sink_factory = sink_factory
@@ -123,6 +124,7 @@ class Receiver:
         self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
         self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
         self.opener = opener  # optional end-to-end decryption: .open(msg) -> wire bytes, .seal(msg) -> bytes
+        self.reliable = reliable  # optional archive path (neurolink.reliable.receiver.ReliableReceiver)
         self.streams: dict[int, _RxStream] = {}
         self.rejected_security = 0
         self.bad_messages = 0
@@ -142,18 +144,28 @@ class Receiver:
             async with asyncio.TaskGroup() as tg:
                 rx = tg.create_task(self._recv_loop(), name="recv")
                 fb = tg.create_task(self._feedback_loop(), name="feedback")
+                # --- reliable archive path (optional): periodic acks/NACKs ---
+                ack = tg.create_task(self.reliable.run(self._send_ack), name="acks") if self.reliable is not None else None
                 await self._stopping.wait()
                 rx.cancel()
                 fb.cancel()
+                if ack is not None:
+                    ack.cancel()
         for st in self.streams.values():
             for s in st.sinks:
                 s.close()
+        if self.reliable is not None:
+            self.reliable.close()
 
     # -- receive -----------------------------------------------------------------------------------
     async def _recv_loop(self) -> None:
+        n = 0
         while True:
             msg = await self.transport.recv()
             self.handle(msg)
+            n += 1
+            if n % 64 == 0:  # a queued backlog completes recv() without yielding: let feedback/acks run
+                await asyncio.sleep(0)
 
     def handle(self, msg: bytes) -> None:
         """Process one wire message; malformed input is counted and logged (rate-limited), never raised."""
@@ -173,6 +185,9 @@ class Receiver:
                 self._on_header(wire.parse_stream_header(msg))
             elif mtype == wire.MSG_CLOCK:
                 self._on_clock(wire.parse_clock(msg))
+            elif mtype == wire.MSG_ARCHIVE_FRAME:  # reliable archive path; ignored by live-only receivers
+                if self.reliable is not None:
+                    self.reliable.on_message(self, msg)
             else:
                 raise WireFormatError("msg_type", 5, f"unexpected message type {mtype} on the data channel")
         except (WireFormatError, CodecError) as exc:
@@ -227,6 +242,11 @@ class Receiver:
             return
         s = st.stats
         if h.flags & wire.FLAG_END_OF_STREAM:
+            if st.held:
+                self._flush_held(st)
+            if st.expected is not None and h.seq > st.expected:  # frames lost right before the end
+                s.frames_lost += h.seq - st.expected
+                st.expected = h.seq
             s.ended = True
             self.ended_event.set()
             return
@@ -388,6 +408,9 @@ class Receiver:
                 st.iv_delay.clear()
                 await self.transport.send_feedback(self._seal(wire.pack_feedback(fb)), stream_id=sid)
                 self._probe(sid)
+
+    async def _send_ack(self, stream_id: int, msg: bytes) -> None:
+        await self.transport.send_feedback(self._seal(msg), stream_id=stream_id)
 
     def _seal(self, msg: bytes) -> bytes:
         return self.opener.seal(msg) if self.opener is not None else msg

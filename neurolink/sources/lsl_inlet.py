@@ -99,6 +99,7 @@ class LSLSource(Source):
         # max_buflen is in seconds for regular streams and in hundreds of samples for irregular ones
         buflen = max(1, int(np.ceil(self.max_buffer_s))) if srate > 0 else 10
         inlet = pylsl.StreamInlet(info, max_buflen=buflen, recover=False, processing_flags=pylsl.proc_clocksync)
+        inlet.time_correction(timeout=self.resolve_timeout)  # else the first pull blocks ~0.65 s on clock sync
         inlet.open_stream(timeout=self.resolve_timeout)
         inlet.flush()  # no stale data: start from now
         return inlet

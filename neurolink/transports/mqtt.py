@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 
@@ -37,7 +37,7 @@ _KINDS = {"data": "data", "clock": "data", "header": "header"}
 
 
 def _check(key: str, value: Any, types: type | tuple[type, ...], lo: float | None = None) -> Any:
-    if isinstance(value, bool) or not isinstance(value, types) or (lo is not None and value < lo):
+    if isinstance(value, bool) or not isinstance(value, types) or (lo is not None and cast(float, value) < lo):
         want = getattr(types, "__name__", None) or " or ".join(t.__name__ for t in types)  # type: ignore[union-attr]
         bound = f" >= {lo}" if lo is not None else ""
         raise ConfigError(f"transport.{key}", f"expected {want}{bound}, got {value!r}")

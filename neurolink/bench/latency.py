@@ -1,0 +1,329 @@
+"""``neurolink bench latency``: the latency neurolink ADDS on loopback, per transport and channel count.
+
+Set-up per run: this process publishes an LSL source (real tetrode data, channels tiled with a
+time shift per copy, played at 30 kHz in 1 ms chunks; synthetic if ../shared is missing). The sender
+and the receiver run as separate processes (``neurolink.bench._latency_worker``) with the ladder's
+level 0 (lossless) over ZeroMQ or MQTT QoS 0 (a mosquitto started here). Two LSL inlets in this
+process read, side by side, the source directly and the receiver's republished stream. For every
+sample, added latency = its arrival at the republished inlet minus its arrival at the direct inlet,
+so liblsl's own hop and this machine's scheduling cancel out. CPU is read with psutil from the
+worker processes over the streaming interval (a fraction of one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from tqdm import tqdm
+
+from neurolink.lsl import make_info, pylsl
+from neurolink.netutil import free_port
+
+FS = 30000.0
+FRAME = 30  # samples per 1 ms chunk / frame
+
+
+# -- source data -------------------------------------------------------------------------------------
+
+def base_block(channels: int, n: int = 60000) -> tuple[np.ndarray, str]:
+    """``n`` samples x ``channels`` int16, looped by the outlet. Real data when available."""
+    from neurolink.data import shared_dir
+
+    sh = shared_dir()
+    path = sh / "data" / "locust_tetrode_trial01.npy" if sh is not None else None
+    if path is not None and path.exists():
+        x = np.load(path, mmap_mode="r")[:n].astype(np.int16)
+        what = f"{path.stem} ({x.shape[1]} ch) tiled to {channels} ch (time-shifted copies), played at 30 kHz"
+    else:
+        from neurolink.sources.synthetic import synthetic_recording
+
+        x = synthetic_recording(n, 16, FS, seed=7)
+        what = f"synthetic 16 ch tiled to {channels} ch (time-shifted copies)"
+    reps = -(-channels // x.shape[1])
+    cols = [np.roll(x, 997 * j, axis=0) for j in range(reps)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=1)[:, :channels]), what
+
+
+# -- measuring inlets ---------------------------------------------------------------------------------
+
+@dataclass
+class Probe:
+    """Reads one LSL stream in a thread; records each chunk's arrival time and timestamps."""
+
+    inlet: Any
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+    ts: list[np.ndarray] = field(default_factory=list)
+    col0: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> Probe:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        clock = pylsl.local_clock
+        while not self.stop.is_set():
+            try:
+                data, ts = self.inlet.pull_chunk(timeout=0.1, max_samples=4096, min_samples=1, as_numpy=True)
+            except pylsl.util.LostError:  # the receiver process ended: nothing more will come
+                return
+            t = clock()
+            if ts is None or len(ts) == 0:
+                continue
+            self.arrivals.append((t, len(ts)))
+            self.ts.append(np.asarray(ts, dtype=np.float64).copy())
+            self.col0.append(np.asarray(data)[:, 0].copy())
+            self.count += len(ts)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(2)
+
+    def per_sample_arrival(self) -> np.ndarray:
+        if not self.arrivals:
+            return np.empty(0)
+        a = np.array(self.arrivals)
+        return np.repeat(a[:, 0], a[:, 1].astype(np.int64))
+
+
+def _open_inlet(predicate: str, timeout: float) -> Any:
+    found = pylsl.resolve_bypred(predicate, 1, timeout)
+    if not found:
+        raise RuntimeError(f"no LSL stream matched {predicate} within {timeout:g} s")
+    inlet = pylsl.StreamInlet(found[0], max_buflen=30, recover=False, processing_flags=0)
+    inlet.open_stream(timeout=timeout)
+    return inlet
+
+
+# -- one run ------------------------------------------------------------------------------------------
+
+def _transport_config(kind: str, broker: Any, sid: str) -> dict[str, Any]:
+    if kind == "zmq":
+        return {"kind": "zmq", "data": f"tcp://127.0.0.1:{free_port()}", "feedback": f"tcp://127.0.0.1:{free_port()}"}
+    return {"kind": "mqtt", "host": broker.host, "port": broker.port, "prefix": f"nlbench/{sid}", "qos": 0}
+
+
+def _worker(role: str, cfg: dict[str, Any], out: Path, **kw: Any) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "neurolink.bench._latency_worker", role, "--transport", json.dumps(cfg), "--out", str(out)]
+    for k, v in kw.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    return subprocess.Popen(cmd)
+
+
+def _cpu(p: psutil.Process) -> float:
+    try:
+        t = p.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return float("nan")
+
+
+def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any, tmp: Path) -> dict[str, Any]:
+    block, _ = base_block(channels)
+    sid = f"nlbench-{uuid.uuid4().hex[:10]}"
+    n_total = int(round((warmup + seconds) * FS / FRAME)) * FRAME
+    info = make_info("nl-bench", "Extracellular", channels, FS, "int16", sid)
+    outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=30)
+    cfg = _transport_config(kind, broker, sid)
+    rx_out, tx_out = tmp / f"{sid}-rx.json", tmp / f"{sid}-tx.json"
+    timeout = warmup + seconds + 60
+    rx_p = _worker("receiver", cfg, rx_out, timeout=timeout)
+    tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout)
+    direct = rep = None
+    try:
+        direct = Probe(_open_inlet(f"source_id='{sid}'", 30)).start()
+        rep = Probe(_open_inlet(f"source_id='{sid}@neurolink'", 60)).start()  # appears once the header arrives
+        time.sleep(0.3)
+        procs = [psutil.Process(tx_p.pid), psutil.Process(rx_p.pid)]
+        cpu0 = [_cpu(p) for p in procs]
+        w0 = time.monotonic()
+        t0 = pylsl.local_clock() + 0.01
+        i = 0
+        while i < n_total:  # paced by the timestamps, like an acquisition device
+            j = i + FRAME
+            t_last = t0 + (j - 1) / FS
+            d = t_last - pylsl.local_clock()
+            if d > 0:
+                time.sleep(d)
+            k = i % block.shape[0]
+            outlet.push_chunk(block[k:k + FRAME], timestamp=t_last)
+            i = j
+        cpu1 = [_cpu(p) for p in procs]
+        wall = time.monotonic() - w0
+        end = time.monotonic() + 10
+        while rep.count < n_total and time.monotonic() < end:
+            time.sleep(0.05)
+        for p in (tx_p, rx_p):
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.terminate()  # the workers write their counters on SIGTERM too
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    finally:
+        for pr in (direct, rep):
+            if pr is not None:
+                pr.close()
+        for p in (tx_p, rx_p):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    tx = json.loads(tx_out.read_text()) if tx_out.exists() else {}
+    rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
+    return _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
+
+
+def _analyse(kind, channels, seconds, warmup, direct: Probe, rep: Probe, n_total, tx, rx, cpu0, cpu1, wall) -> dict[str, Any]:
+    a_d, a_r = direct.per_sample_arrival(), rep.per_sample_arrival()
+    n = min(a_d.size, a_r.size)
+    skip = int(warmup * FS)
+    added = (a_r[skip:n] - a_d[skip:n]) * 1000.0
+    ts_d = np.concatenate(direct.ts)[:n] if direct.ts else np.empty(0)
+    ts_r = np.concatenate(rep.ts)[:n] if rep.ts else np.empty(0)
+    v_d = np.concatenate(direct.col0)[:n] if direct.col0 else np.empty(0)
+    v_r = np.concatenate(rep.col0)[:n] if rep.col0 else np.empty(0)
+    pct = (lambda q: float(np.percentile(added, q))) if added.size else (lambda q: float("nan"))
+    span = float(a_r[n - 1] - a_r[skip]) if n > skip + 1 else float("nan")
+    tput = (n - skip) / span if span > 0 else float("nan")  # over the measured window, after the warm-up
+    return {
+        "transport": kind, "channels": channels, "fs": FS, "encrypted": False,
+        "added_latency_ms": {"p50": pct(50), "p99": pct(99), "p999": pct(99.9)},
+        "frames_sent": int(tx.get("frames_sent", 0)), "frames_lost": int(rx.get("frames_lost", 0)),
+        "sender_cpu": (cpu1[0] - cpu0[0]) / wall, "receiver_cpu": (cpu1[1] - cpu0[1]) / wall,
+        # extras
+        "seconds": seconds, "warmup_s": warmup, "frame_ms": FRAME / FS * 1000, "codec_level": 0,
+        "added_latency_mean_ms": float(added.mean()) if added.size else float("nan"),
+        "added_latency_last_1s_p50_ms": float(np.median(added[-int(FS):])) if added.size else float("nan"),
+        "keeps_up": bool(n == n_total and tput >= 0.98 * FS),  # delivered everything at the source's pace
+        "added_latency_max_ms": float(added.max()) if added.size else float("nan"),
+        "samples_pushed": n_total, "samples_direct": direct.count, "samples_republished": rep.count,
+        "samples_measured": int(added.size),
+        "values_match_ch0": bool(n == n_total and np.array_equal(v_d, v_r)),
+        "timestamp_max_diff_us": float(np.max(np.abs(ts_r - ts_d)) * 1e6) if n else float("nan"),
+        "throughput_samples_per_s": tput, "throughput_raw_mbps": tput * channels * 16 / 1e6,
+        "wire_mbps": 8 * tx.get("wire_bytes", 0) / wall / 1e6 if wall else float("nan"),
+        "compression_ratio": tx.get("ratio"),
+        "frames_dropped_sender": int(tx.get("dropped_queue", 0)) + int(tx.get("frames_dropped_transport", 0)),
+        "source_chunks_dropped": int(tx.get("dropped_source_chunks", 0)),  # sender fell behind its LSL inlet
+        "frames_undecodable": int(rx.get("frames_undecodable", 0)),
+        "encode_us_p50": tx.get("encode_us_p50"), "encode_us_p99": tx.get("encode_us_p99"),
+        "sender_transport": tx.get("transport"), "receiver_transport": rx.get("transport"),
+    }
+
+
+def _failed(kind: str, channels: int, error: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {"transport": kind, "channels": channels, "fs": FS, "encrypted": False,
+            "added_latency_ms": {"p50": nan, "p99": nan, "p999": nan}, "frames_sent": 0, "frames_lost": 0,
+            "sender_cpu": nan, "receiver_cpu": nan, "samples_measured": 0, "values_match_ch0": False,
+            "throughput_samples_per_s": nan, "throughput_raw_mbps": nan, "error": error}
+
+
+# -- reporting ----------------------------------------------------------------------------------------
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    hdr = (f"{'transport':<9} {'ch':>5} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'frames':>7} {'lost':>5} "
+           f"{'tx cpu':>7} {'rx cpu':>7} {'kS/s':>7} {'Mbit/s raw':>10} {'exact':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in runs:
+        a = r["added_latency_ms"]
+        print(f"{r['transport']:<9} {r['channels']:>5} {a['p50']:>8.3f} {a['p99']:>8.3f} {a['p999']:>9.3f} "
+              f"{r['frames_sent']:>7} {r['frames_lost']:>5} {r['sender_cpu']:>6.0%} {r['receiver_cpu']:>6.0%} "
+              f"{r['throughput_samples_per_s'] / 1000:>7.1f} {r['throughput_raw_mbps']:>10.1f} "
+              f"{'yes' if r['values_match_ch0'] else 'NO':>6}")
+    print("added latency = arrival at an LSL inlet on the republished stream minus arrival of the same sample at a "
+          "direct inlet on the source; cpu = fraction of one core")
+
+
+def plot(runs: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{r['transport']}\n{r['channels']} ch" for r in runs]
+    x = np.arange(len(runs))
+    for k, (q, c) in enumerate((("p50", "tab:blue"), ("p99", "tab:orange"), ("p999", "tab:red"))):
+        ax.bar(x + (k - 1) * 0.27, [max(r["added_latency_ms"][q], 1e-3) for r in runs], 0.27, label=q, color=c)
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("added latency (ms)")
+    ax.set_title("neurolink added latency on loopback, 30 kHz, 1 ms frames, lossless")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="neurolink bench latency", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default 10)")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds streamed before measuring (default 2: covers start-up, e.g. liblsl clock sync)")
+    ap.add_argument("--channels", type=lambda s: [int(c) for c in s.split(",")], default=[64, 256, 1024],
+                    help="comma-separated channel counts (default 64,256,1024)")
+    ap.add_argument("--transports", type=lambda s: s.split(","), default=["zmq", "mqtt"],
+                    help="comma-separated: zmq, mqtt (default both)")
+    ap.add_argument("--json", help="write results as JSON here")
+    ap.add_argument("--png", help="write a latency chart here")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (16 ch, 1 s)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.channels = 1.0, 1.5, [16]
+    bad = [t for t in args.transports if t not in ("zmq", "mqtt")]
+    if bad or args.seconds <= 0 or any(not 1 <= c <= 4096 for c in args.channels):
+        print(f"error: transports must be zmq/mqtt (got {bad}), --seconds > 0, channels in [1, 4096]")
+        return 2
+    broker = None
+    if "mqtt" in args.transports:
+        from neurolink.testing_broker import MosquittoBroker, find_mosquitto
+
+        if find_mosquitto() is None:
+            print("mosquitto not found: skipping the MQTT runs")
+            args.transports = [t for t in args.transports if t != "mqtt"]
+        else:
+            broker = MosquittoBroker().start()
+    _, what = base_block(args.channels[0], n=FRAME)
+    print(f"source: {what}; codec: ladder level 0 (lossless); {args.seconds:g} s measured after {args.warmup:g} s warm-up")
+    runs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="nl-bench-latency-") as tmp:
+            combos = [(t, c) for t in args.transports for c in args.channels]
+            for kind, ch in tqdm(combos, desc="bench latency", unit="run"):
+                try:
+                    runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp)))
+                except Exception as exc:  # one failed run must not lose the others
+                    print(f"run {kind} {ch} ch failed: {exc}")
+                    runs.append(_failed(kind, ch, str(exc)))
+    finally:
+        if broker is not None:
+            broker.close()
+    print_table(runs)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (tails grow with other load)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "source": what, "cpu_count": os.cpu_count(),
+                                               "loadavg_1m_end": os.getloadavg()[0]}, indent=1, default=float))
+    if args.png:
+        plot(runs, args.png)
+    return 0 if all(r["samples_measured"] > 0 for r in runs) else 1
