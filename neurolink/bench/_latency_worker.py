@@ -21,6 +21,15 @@ import time
 from neurolink.transports import make_receiver_transport, make_sender_transport
 
 
+def _cipher(args: argparse.Namespace, role: str):
+    """End-to-end frame encryption when the bench passes a keyring (the encrypted runs)."""
+    if not args.keys:
+        return None
+    from neurolink.security import cipher_from_config
+
+    return cipher_from_config({"keys_file": args.keys}, role=role)
+
+
 async def _sender(args: argparse.Namespace) -> dict:
     from neurolink.codecs import load_ladder
     from neurolink.sender import Sender, StreamSpec
@@ -29,7 +38,7 @@ async def _sender(args: argparse.Namespace) -> dict:
     ladder = load_ladder()
     spec = StreamSpec(LSLSource(source_id=args.source_id, resolve_timeout=args.timeout), 1, ladder,
                       controller={"id": "fixed", "level": 0}, queue_frames=args.queue_frames)
-    sender = Sender([spec], make_sender_transport(json.loads(args.transport)))
+    sender = Sender([spec], make_sender_transport(json.loads(args.transport)), sealer=_cipher(args, "sender"))
     _on_signals(sender.stop)
     deadline = time.monotonic() + args.timeout
 
@@ -66,7 +75,8 @@ async def _receiver(args: argparse.Namespace) -> dict:
     from neurolink.receiver import Receiver
     from neurolink.sinks.lsl_outlet import LSLOutletSink
 
-    receiver = Receiver(make_receiver_transport(json.loads(args.transport)), lambda h: [LSLOutletSink()])
+    receiver = Receiver(make_receiver_transport(json.loads(args.transport)), lambda h: [LSLOutletSink()],
+                        opener=_cipher(args, "receiver"))
     _on_signals(receiver.stop)
 
     async def watch() -> None:
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-frames", type=int, default=2000)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--out", required=True)
+    p.add_argument("--keys", default="", help="frame keyring (TOML): run with end-to-end encryption")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.role}] %(levelname)s %(name)s: %(message)s")
     _prewarm()

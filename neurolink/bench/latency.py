@@ -135,7 +135,8 @@ def _cpu(p: psutil.Process) -> float:
         return float("nan")
 
 
-def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any, tmp: Path) -> dict[str, Any]:
+def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any, tmp: Path,
+            encrypted: bool = False) -> dict[str, Any]:
     block, _ = base_block(channels)
     sid = f"nlbench-{uuid.uuid4().hex[:10]}"
     n_total = int(round((warmup + seconds) * FS / FRAME)) * FRAME
@@ -144,8 +145,13 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     cfg = _transport_config(kind, broker, sid)
     rx_out, tx_out = tmp / f"{sid}-rx.json", tmp / f"{sid}-tx.json"
     timeout = warmup + seconds + 60
-    rx_p = _worker("receiver", cfg, rx_out, timeout=timeout)
-    tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout)
+    extra: dict[str, Any] = {}
+    if encrypted:
+        from neurolink.security.keys import Keyring, generate_key, write_keyring
+
+        extra["keys"] = write_keyring(tmp / f"{sid}-keys.toml", Keyring({1: generate_key()}, 1))
+    rx_p = _worker("receiver", cfg, rx_out, timeout=timeout, **extra)
+    tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout, **extra)
     direct = rep = None
     try:
         direct = Probe(_open_inlet(f"source_id='{sid}'", 30)).start()
@@ -189,7 +195,9 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
                 p.wait()
     tx = json.loads(tx_out.read_text()) if tx_out.exists() else {}
     rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
-    return _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
+    res = _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
+    res["encrypted"] = encrypted
+    return res
 
 
 def _analyse(kind, channels, seconds, warmup, direct: Probe, rep: Probe, n_total, tx, rx, cpu0, cpu1, wall) -> dict[str, Any]:
@@ -247,7 +255,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     print("-" * len(hdr))
     for r in runs:
         a = r["added_latency_ms"]
-        print(f"{r['transport']:<9} {r['channels']:>5} {a['p50']:>8.3f} {a['p99']:>8.3f} {a['p999']:>9.3f} "
+        name = r["transport"] + ("+aead" if r.get("encrypted") else "")
+        print(f"{name:<9} {r['channels']:>5} {a['p50']:>8.3f} {a['p99']:>8.3f} {a['p999']:>9.3f} "
               f"{r['frames_sent']:>7} {r['frames_lost']:>5} {r['sender_cpu']:>6.0%} {r['receiver_cpu']:>6.0%} "
               f"{r['throughput_samples_per_s'] / 1000:>7.1f} {r['throughput_raw_mbps']:>10.1f} "
               f"{'yes' if r['values_match_ch0'] else 'NO':>6}")
@@ -288,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write results as JSON here")
     ap.add_argument("--png", help="write a latency chart here")
     ap.add_argument("--quick", action="store_true", help="short smoke run (16 ch, 1 s)")
+    ap.add_argument("--no-encrypted", dest="encrypted", action="store_false",
+                    help="skip the encrypted ZeroMQ runs (ChaCha20-Poly1305 end to end; on by default)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.channels = 1.0, 1.5, [16]
@@ -309,13 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         with tempfile.TemporaryDirectory(prefix="nl-bench-latency-") as tmp:
-            combos = [(t, c) for t in args.transports for c in args.channels]
-            for kind, ch in tqdm(combos, desc="bench latency", unit="run"):
+            combos = [(t, c, False) for t in args.transports for c in args.channels]
+            if args.encrypted and "zmq" in args.transports:  # the same ZeroMQ runs with end-to-end AEAD
+                combos += [("zmq", c, True) for c in args.channels]
+            for kind, ch, enc in tqdm(combos, desc="bench latency", unit="run"):
                 try:
-                    runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp)))
+                    runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp), encrypted=enc))
                 except Exception as exc:  # one failed run must not lose the others
                     print(f"run {kind} {ch} ch failed: {exc}")
                     runs.append(_failed(kind, ch, str(exc)))
+                    runs[-1]["encrypted"] = enc
     finally:
         if broker is not None:
             broker.close()
