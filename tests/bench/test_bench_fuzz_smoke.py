@@ -1,4 +1,4 @@
-"""Bounded run of ``neurolink bench fuzz``: every registered decoder survives 2000 mutated inputs."""
+"""Bounded run of ``neurolink bench fuzz``: every registered decoder survives 500 mutated inputs (CI budget; `neurolink bench fuzz` runs 1,000,000)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from neurolink.bench import fuzz
 
 def test_fuzz_every_decoder_bounded(tmp_path, capsys):
     out = tmp_path / "fuzz.json"
-    rc = fuzz.main(["--inputs", "2000", "--json", str(out), "--no-progress"])
+    rc = fuzz.main(["--inputs", "500", "--json", str(out), "--no-progress"])
     res = json.loads(out.read_text())["decoders"]
     from neurolink.codecs import list_codecs
 
@@ -22,7 +22,7 @@ def test_fuzz_every_decoder_bounded(tmp_path, capsys):
     assert bad == {}, bad
     assert rc == 0
     for v in res.values():
-        assert not v["setup_failed"] and v["inputs"] == 2000 and v["peak_rss_mb"] > 0 and v["rejected"] > 0
+        assert not v["setup_failed"] and v["inputs"] == 500 and v["peak_rss_mb"] > 0 and v["rejected"] > 0
     assert "wire.parse_frame" in capsys.readouterr().out
 
 

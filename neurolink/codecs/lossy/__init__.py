@@ -1,8 +1,13 @@
 """Lossy codec families (one rate knob each); see docs/codecs-lossy.md."""
 
+from neurolink.codecs.lossy.ae import Autoencoder
+from neurolink.codecs.lossy.cs import CompressedSensing
 from neurolink.codecs.lossy.nearlossless import NearLossless
+from neurolink.codecs.lossy.pca import PCA
 from neurolink.codecs.lossy.spike import SpikeGated
+from neurolink.codecs.lossy.vq import VQ
+from neurolink.codecs.lossy.wavelet import Wavelet
 
-LOSSY_CODECS = [NearLossless, SpikeGated]
+LOSSY_CODECS = [NearLossless, SpikeGated, Wavelet, PCA, VQ, CompressedSensing, Autoencoder]
 
-__all__ = ["LOSSY_CODECS", "NearLossless", "SpikeGated"]
+__all__ = ["LOSSY_CODECS", "PCA", "VQ", "Autoencoder", "CompressedSensing", "NearLossless", "SpikeGated", "Wavelet"]

@@ -1,0 +1,150 @@
+"""Compressed sensing: random projections at the sender, sparse recovery (OMP) at the receiver.
+
+Why: the encoder is a matrix product and a quantiser, the cheapest possible sender (the case for
+CS on implants); all the work is at the receiver. Per channel and frame: the frame mean
+(closed-loop DPCM across frames, step qstep/4) and M = round(m * n / 16) measurements
+``Phi @ (x - mean)`` of the frame's n samples, quantised with ``qstep`` and Rice-coded. Phi is a
+seeded +-1/sqrt(M) Bernoulli matrix derived from (seed, n, M): never transmitted. The receiver runs
+orthogonal matching pursuit over a dictionary of spikes (identity) and DCT atoms, stopping at the
+quantisation noise level. One rate knob: ``m`` (measurements per 16 samples); ``qstep`` is a fixed
+scale parameter (input units), not a rate knob.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._common import clampq, get_means, need_bits, put_means
+from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
+from neurolink.errors import CodecError
+
+MEAN_FRACTION = 0.25
+MEAS_PER_ATOM = 4  # OMP stops after M/4 atoms: the background noise is not sparse, more atoms overfit it
+MAX_N = 256  # longest frame (samples): bounds the receiver's dictionary and OMP work on hostile input
+
+
+@lru_cache(maxsize=64)
+def matrices(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Phi (M, n), dictionary Psi (n, 2n-1), column-normalised A = Phi Psi, column norms) for frame length n."""
+    rng = np.random.default_rng([seed, n, m])
+    phi = (rng.integers(0, 2, (m, n)) * 2 - 1) / np.sqrt(m)
+    k = np.arange(n)
+    dct = np.cos(np.pi * (k[:, None] + 0.5) * k[None, :] / n)
+    dct /= np.linalg.norm(dct, axis=0)
+    psi = np.hstack([np.eye(n), dct[:, 1:]])  # no DC atom: the frame mean is sent separately
+    a = phi @ psi
+    norms = np.maximum(np.linalg.norm(a, axis=0), 1e-12)
+    return phi, psi, a / norms, norms
+
+
+def n_measurements(m: int, n: int) -> int:
+    return 0 if n < 2 else min(n, max(1, round(m * n / 16)))
+
+
+@njit(cache=True)
+def _omp(a, y, tol2, max_atoms):
+    """Orthogonal matching pursuit: sparse s with a @ s ~ y (a column-normalised)."""
+    mm, na = a.shape
+    at = np.ascontiguousarray(a.T)
+    s = np.zeros(na)
+    r = y.copy()
+    sel = np.empty(max_atoms, np.int64)
+    k = 0
+    coef = np.zeros(0)
+    while k < max_atoms and np.dot(r, r) > tol2:
+        best, bv = -1, -1.0
+        for j in range(na):
+            v = abs(np.dot(at[j], r))
+            if v > bv:
+                bv, best = v, j
+        sel[k] = best
+        k += 1
+        sub = np.empty((mm, k))
+        for i in range(k):
+            sub[:, i] = a[:, sel[i]]
+        coef = np.linalg.lstsq(sub, y)[0]
+        r = y - sub @ coef
+    for i in range(k):
+        s[sel[i]] = coef[i]
+    return s
+
+
+@njit(cache=True)
+def _put_meas(q, buf, pos, a, n):
+    for c in range(q.shape[1]):
+        for i in range(q.shape[0]):
+            pos = put_signed(buf, pos, q[i, c], a, n, c)
+    return pos
+
+
+@njit(cache=True)
+def _quantise(y, step):
+    q = np.empty(y.shape, np.int64)
+    for i in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            q[i, c] = clampq(np.rint(y[i, c] / step))
+    return q
+
+
+@njit(cache=True)
+def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
+    n_s = psi.shape[0]
+    y = np.empty((n_s, n_ch))
+    meas = np.empty(mm)
+    tol2 = mm * step * step / 12.0
+    for c in range(n_ch):
+        for i in range(mm):
+            q, pos = get_signed(buf, pos, a_st, n_st, c)
+            meas[i] = q * step
+        s = _omp(a, meas, tol2, max(1, mm // MEAS_PER_ATOM)) / norms
+        d = psi @ s
+        for i in range(n_s):
+            y[i, c] = m_rec[c] + d[i]
+    return y, pos
+
+
+class CompressedSensing(LossyStreamCodec):
+    codec_id = "nl-cs"
+
+    def __init__(self, m: int = 6, qstep: float = 8.0, seed: int = 0, keyframe_interval: int = 100) -> None:
+        self.m = check_number("m", m, 1, 16, "nl-cs", integer=True)
+        self.qstep = check_number("qstep", qstep, 0.01, 1e6, "nl-cs")
+        self.seed = check_number("seed", seed, 0, 2**31 - 1, "nl-cs", integer=True)
+        super().__init__(keyframe_interval)
+
+    def _params(self) -> dict[str, Any]:
+        return {"m": self.m, "qstep": self.qstep, "seed": self.seed}
+
+    def _reset_state(self, n_samples: int, n_channels: int, encoder: bool) -> None:
+        self._prev = np.zeros(n_channels)
+        self._msteps = np.full(n_channels, self.qstep * MEAN_FRACTION)
+        self._a, self._n = new_rice_state(2 * n_channels)
+
+    def _encode_payload(self, x, buf, pos, key):
+        n_s, n_ch = x.shape
+        if n_s > MAX_N:
+            raise CodecError(f"nl-cs: frames of {n_s} samples exceed the limit of {MAX_N} (use 1 ms frames)")
+        m_rec, pos = put_means(x, buf, pos, self._msteps, self._prev, self._a, self._n, n_ch)
+        mm = n_measurements(self.m, n_s)
+        if mm:
+            phi = matrices(n_s, mm, self.seed)[0]
+            q = _quantise(phi @ (x - m_rec), self.qstep)
+            pos = _put_meas(q, buf, pos, self._a, self._n)
+        return x, pos
+
+    def _decode_payload(self, buf, pos, n_s, n_ch, key):
+        if n_s > MAX_N:
+            raise ValueError(f"frame of {n_s} samples above the limit of {MAX_N}")
+        need_bits(buf, pos, n_ch * (1 + n_measurements(self.m, n_s)))
+        m_rec, pos = get_means(buf, pos, n_ch, self._msteps, self._prev, self._a, self._n, n_ch)
+        mm = n_measurements(self.m, n_s)
+        if not mm:
+            return np.repeat(m_rec[None, :], n_s, axis=0)
+        _phi, psi, a, norms = matrices(n_s, mm, self.seed)
+        y, _ = _recover(buf, pos, mm, n_ch, self.qstep, a, norms, psi, self._a, self._n, m_rec)
+        return y
