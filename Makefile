@@ -23,10 +23,14 @@ test-fast: setup
 	$(VPY) -m pytest -q -m "not slow" -x
 
 bench: setup
+	mkdir -p bench-results
 	$(VPY) -m neurolink bench codecs --json bench-results/codecs.json --png bench-results/codecs.png
 	$(VPY) -m neurolink bench rd --json bench-results/rd.json --png bench-results/rd.png
 	$(VPY) -m neurolink bench latency --json bench-results/latency.json --png bench-results/latency.png
-	$(VPY) -m agents.evaluate --traces ../shared/traces/mahimahi_cellular ../shared/traces/akamai_cellular_loss --json bench-results/controllers.json
+	$(VPY) -m neurolink bench fuzz --json bench-results/fuzz.json
+	$(VPY) -m neurolink bench archive --json bench-results/archive.json
+	$(VPY) -m agents.evaluate --traces ../shared/traces/mahimahi_cellular ../shared/traces/akamai_cellular_loss \
+		--json bench-results/controllers.json --png bench-results/controllers_cdf.png
 
 lint: setup
 	$(VENV)/bin/ruff check neurolink sim agents tests
