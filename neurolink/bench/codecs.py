@@ -138,22 +138,37 @@ def _nl_stream(x: np.ndarray, frame: int, config: dict) -> tuple[int, float, flo
 
 
 def _latency(x: np.ndarray, config: dict, n_frames: int) -> dict[str, float]:
-    """Per-frame encode time of 1 ms frames, 1024 channels at 30 kHz (real channels tiled)."""
+    """Per-frame encode and decode time of 1 ms frames, 1024 channels at 30 kHz (real channels tiled)."""
     reps = -(-1024 // x.shape[1])
-    tiled = np.ascontiguousarray(np.tile(x, (1, reps))[:, :1024])
     need = 30 * n_frames
+    base = x[: min(x.shape[0], need)]
+    tiled = np.ascontiguousarray(np.tile(base, (1, reps))[:, :1024])
     if tiled.shape[0] < need:
         tiled = np.concatenate([tiled] * (-(-need // tiled.shape[0])))
-    enc = get_codec(config)
-    enc.encode(tiled[:30])  # warm-up / compile
+    enc, dec = get_codec(config), get_codec(config)
+    dec.decode(get_codec(config).encode(tiled[:30]))  # warm-up / compile
+    enc.encode(tiled[:30])
+    enc.reset()
     times = np.empty(n_frames)
+    blobs = []
     for i in range(n_frames):
         f = tiled[30 * i : 30 * i + 30]
         t = time.perf_counter()
-        enc.encode(f)
+        blobs.append(enc.encode(f))
         times[i] = time.perf_counter() - t
+    dtimes = np.empty(n_frames)
+    exact = True
+    for i, b in enumerate(blobs):
+        t = time.perf_counter()
+        y = dec.decode(b)
+        dtimes[i] = time.perf_counter() - t
+        exact &= bool(np.array_equal(y, tiled[30 * i : 30 * i + 30]))
+    nbytes = tiled[:need].nbytes
     return {"p50_us": float(np.percentile(times, 50) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6),
-            "MBps": float(tiled[: 30 * n_frames].nbytes / times.sum() / 1e6)}
+            "MBps": float(nbytes / times.sum() / 1e6), "MBps_median_frame": float(61440 / np.median(times) / 1e6),
+            "dec_p50_us": float(np.percentile(dtimes, 50) * 1e6), "dec_p99_us": float(np.percentile(dtimes, 99) * 1e6),
+            "dec_MBps": float(nbytes / dtimes.sum() / 1e6), "dec_MBps_median_frame": float(61440 / np.median(dtimes) / 1e6),
+            "ratio": float(nbytes / sum(len(b) for b in blobs)), "exact": exact}
 
 
 NL_STREAM = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100}
@@ -239,6 +254,13 @@ def _acceptance(res: dict) -> dict:
         tot_str += raw / stv
     out["total"] = {"best_baseline": tot_raw / tot_best, "archive": tot_raw / tot_arc, "stream": tot_raw / tot_str,
                     "archive_vs_best": tot_best / tot_arc}
+    lat = res.get("latency_1024ch_30khz", {}).get("stream")
+    if lat:
+        arc_speed = min(r["codecs"]["nl-lossless archive"]["enc_MBps"] for r in res["recordings"].values())
+        out["speed"] = {"stream_enc_MBps": lat["MBps"], "stream_dec_MBps": lat["dec_MBps"], "stream_p99_us": lat["p99_us"],
+                        "archive_enc_MBps_min": arc_speed,
+                        "stream_enc_ok": lat["MBps"] >= 300, "stream_dec_ok": lat["dec_MBps"] >= 300,
+                        "p99_ok": lat["p99_us"] <= 250, "archive_ok": arc_speed >= 61}
     return out
 
 
@@ -249,9 +271,12 @@ def _table(res: dict) -> str:
         lines.append(f"  {'codec':34s} {'ratio':>7s} {'enc MB/s':>9s} {'dec MB/s':>9s}  exact")
         for cname, r in sorted(rec["codecs"].items(), key=lambda kv: -kv[1]["ratio"]):
             lines.append(f"  {cname:34s} {r['ratio']:7.3f} {r['enc_MBps']:9.1f} {r['dec_MBps']:9.1f}  {r['exact']}")
-    lines.append("\nencode latency, 1 ms frames of 1024 ch @ 30 kHz (channels tiled):")
+    lines.append("\nlatency, 1 ms frames of 1024 ch @ 30 kHz (channels tiled; p = percentiles over frames):")
     for label, r in res["latency_1024ch_30khz"].items():
-        lines.append(f"  {label:8s} p50 {r['p50_us']:7.1f} us  p99 {r['p99_us']:7.1f} us  ({r['MBps']:.0f} MB/s)")
+        lines.append(f"  {label:8s} enc p50 {r['p50_us']:7.1f} us  p99 {r['p99_us']:7.1f} us  ({r['MBps']:.0f} MB/s, "
+                     f"{r['MBps_median_frame']:.0f} at the median frame)   dec p50 {r['dec_p50_us']:7.1f} us  "
+                     f"p99 {r['dec_p99_us']:7.1f} us  ({r['dec_MBps']:.0f} MB/s, {r['dec_MBps_median_frame']:.0f})  "
+                     f"ratio {r['ratio']:.3f}  exact {r['exact']}")
     acc = res["acceptance"]
     lines.append("\nacceptance (best of FLAC / WavPack / zstd-19):")
     for name, a in acc["per_recording"].items():
@@ -260,6 +285,12 @@ def _table(res: dict) -> str:
     t = acc["total"]
     lines.append(f"  {'all recordings':28s} best {t['best_baseline']:.3f}  archive {t['archive']:.3f} "
                  f"(x{t['archive_vs_best']:.3f} of best, target 1.05)  stream {t['stream']:.3f}")
+    sp = acc.get("speed")
+    if sp:
+        lines.append(f"  speed: stream enc {sp['stream_enc_MBps']:.0f} MB/s ({'ok' if sp['stream_enc_ok'] else 'MISS'}), "
+                     f"dec {sp['stream_dec_MBps']:.0f} MB/s ({'ok' if sp['stream_dec_ok'] else 'MISS'}), "
+                     f"p99 {sp['stream_p99_us']:.0f} us ({'ok' if sp['p99_ok'] else 'MISS'}); archive enc >= "
+                     f"{sp['archive_enc_MBps_min']:.0f} MB/s ({'ok' if sp['archive_ok'] else 'MISS'})")
     return "\n".join(lines)
 
 

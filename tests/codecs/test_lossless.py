@@ -190,3 +190,88 @@ def test_golden_fixtures(cfg_path):
 
 def test_golden_fixtures_present():
     assert len(_golden_cases()) >= 3
+
+
+# --- format version 2: LPC / SELECT predictor kinds, short predicted-frame headers --------------
+
+
+def _tetrode(n_s: int, seed: int = 4) -> np.ndarray:
+    """Near-white, cross-channel correlated (like the locust tetrode): the LPC kind wins here."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 40, (n_s + 3, 4))
+    ar = w[3:] + 0.5 * w[2:-1] - 0.2 * w[1:-2] + 0.6 * w[3:, :1]
+    return np.round(ar + 1600).astype(np.int16)
+
+
+def _kind(blob: bytes) -> int:
+    from neurolink.codecs.lossless import alphabet
+    from neurolink.codecs.lossless.varint import Reader
+
+    rd = Reader(blob, "t", 2)
+    alphabet.unpack(rd, rd.uvarint("n_ch", 1 << 20), np.dtype(np.int16))
+    rd.uvarint("n_s", 1 << 30)
+    return rd.byte("kind")
+
+
+def test_v2_predictor_kind_choice():
+    x = _tetrode(6000)
+    assert _kind(_codec("archive").encode(x)) == 1  # LPC beats the fixed predictors on white-ish data
+    assert _kind(_codec("archive").encode(x[:50])) == 0  # too short to pay for weights
+    assert _kind(_codec("stream").encode(x[:15])) == 1  # 15 rows x 100 frames per keyframe interval
+    assert _kind(_codec("stream").encode(x[:1])) == 0  # 1-row frames: weights would cost too much
+
+
+def test_v2_lpc_beats_v1_predictors_on_white_data():
+    x = _tetrode(20000)
+    ratio = x.nbytes / len(_codec("archive").encode(x))
+    assert ratio > 1.02 * x.nbytes / len(_codec("archive").encode(x[:, ::-1].copy())) or ratio > 1.9, ratio
+
+
+@pytest.mark.parametrize("frame", [1, 15, 30])
+def test_v2_stream_loss_recovery_and_short_headers(frame):
+    x = _tetrode(60 * frame)
+    enc, dec = _codec("stream", keyframe_interval=10), _codec("stream", keyframe_interval=10)
+    frames = [enc.encode(x[i : i + frame]) for i in range(0, x.shape[0], frame)]
+    assert all(b[0] & 0x40 for b in frames[1:10])  # same length as the previous frame: no n_samples field
+    for i, blob in enumerate(frames):
+        if i == 23:
+            continue
+        if 24 <= i < 30:
+            with pytest.raises(MissingReferenceError):
+                dec.decode(blob)
+        else:
+            assert np.array_equal(dec.decode(blob), x[i * frame : (i + 1) * frame]), f"frame {i}"
+
+
+def test_v2_varying_frame_lengths_and_reset():
+    x = _tetrode(3000)
+    enc, dec = _codec("stream", keyframe_interval=7), _codec("stream", keyframe_interval=7)
+    pos = 0
+    for i, n in enumerate([15, 15, 3, 3, 40, 1, 0, 15, 15, 200, 15] * 5):
+        if i == 20:
+            enc.reset()
+        blob = enc.encode(x[pos : pos + n])
+        assert np.array_equal(dec.decode(blob), x[pos : pos + n])
+        pos += n
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_v2_corruption_never_crashes(mode):
+    x = _tetrode(600)
+    check_corruption(_codec(mode), x, trials=150)
+    blob = _codec(mode).encode(x)
+    for cut in range(0, len(blob), max(1, len(blob) // 40)):
+        with pytest.raises(CodecError):
+            _codec(mode).decode(blob[:cut])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_header_claiming_huge_block_is_rejected_cheaply(mode):
+    from neurolink.codecs.lossless.varint import put_uvarint
+
+    head = bytearray([0x80 | (0x40 if mode == "archive" else 0), 0x21])
+    put_uvarint(head, 64)  # channels
+    head.append(0)  # identity alphabet
+    put_uvarint(head, 1 << 20)  # samples: 64 Mi samples claimed by a 12-byte payload
+    with pytest.raises(CodecError, match="truncated"):
+        _codec(mode).decode(bytes(head) + b"\x00\x00\x00\x00")

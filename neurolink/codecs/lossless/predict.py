@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossless.rice import NRESET, rice_get, rice_put, update_k
+from neurolink.codecs.lossless.rice import NRESET, QMAX, rice_get, rice_put, update_k
 
 N_MODES = 9
 COST_SHIFT = 4
@@ -113,6 +113,9 @@ def encode_block(x, hist, cost, rice, key: bool, esc_bits: int, out, ws) -> None
             rice[c, 1] = 1
             rice[c, 2] = update_k(0, A_INIT, 1)
         t0 = 1
+    acc = ws[0]
+    nb = ws[1]
+    pos = ws[2]
     for t in range(t0, n_s):
         q1 = 0
         q2 = 0
@@ -127,8 +130,31 @@ def encode_block(x, hist, cost, rice, key: bool, esc_bits: int, out, ws) -> None
             r3 = r2 - (h1 - 2 * h2 + h3)
             m = _argmin9(cost, c)
             e = _candidate(m, r1, r2, r3, q1, q2, q3)
-            mag = rice_put(out, ws, e, rice[c, 2], esc_bits)
-            _rice_update(rice, c, mag)
+            k = rice[c, 2]
+            u = (e << 1) ^ (e >> 63)
+            qq = u >> k
+            nbits = qq + 1 + k
+            if qq < QMAX and nbits <= 32:  # fast path: writer state in registers
+                acc = (acc << nbits) | ((np.int64(1) << k) | (u & ((np.int64(1) << k) - 1)))
+                nb += nbits
+                if nb >= 32:
+                    nb -= 32
+                    wv = acc >> nb
+                    out[pos] = (wv >> 24) & 0xFF
+                    out[pos + 1] = (wv >> 16) & 0xFF
+                    out[pos + 2] = (wv >> 8) & 0xFF
+                    out[pos + 3] = wv & 0xFF
+                    pos += 4
+                    acc &= (np.int64(1) << nb) - 1
+            else:
+                ws[0] = acc
+                ws[1] = nb
+                ws[2] = pos
+                _slow_put(out, ws, e, k, esc_bits)
+                acc = ws[0]
+                nb = ws[1]
+                pos = ws[2]
+            _rice_update(rice, c, e if e >= 0 else -e)
             _update(cost, c, r1, r2, r3, q1, q2, q3)
             q1 = r1
             q2 = r2
@@ -136,6 +162,14 @@ def encode_block(x, hist, cost, rice, key: bool, esc_bits: int, out, ws) -> None
             hist[c, 2] = h2
             hist[c, 1] = h1
             hist[c, 0] = v
+    ws[0] = acc
+    ws[1] = nb
+    ws[2] = pos
+
+
+@njit(cache=True)
+def _slow_put(out, ws, e, k, esc_bits) -> None:
+    rice_put(out, ws, e, k, esc_bits)
 
 
 @njit(cache=True)

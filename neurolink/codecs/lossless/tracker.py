@@ -24,6 +24,7 @@ class AlphabetTracker:
         self.dense = np.zeros(n_ch, np.bool_)
         self.seen: dict[int, np.ndarray] = {}
         self.n_samples = 0
+        self._identity: alph.Alphabet | None = None  # shared, never mutated
 
     def update(self, x: np.ndarray) -> None:
         self.n_samples += x.shape[0]
@@ -51,7 +52,9 @@ class AlphabetTracker:
     def alphabet(self) -> alph.Alphabet:
         n_ch = self.dense.size
         if self.dense.all():  # the common case on real data: nothing to learn, keep keyframes cheap
-            return alph.Alphabet.identity(n_ch)
+            if self._identity is None:
+                self._identity = alph.Alphabet.identity(n_ch)
+            return self._identity
         uniques = [self.seen.get(c, np.zeros(0, self.dtype)) for c in range(n_ch)]
         # dense channels: empty unique list -> IDENTITY
         alpha = alph.detect(uniques, self.dtype, max(self.n_samples, 1 << 16))
