@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,19 +30,86 @@ def default_train_traces() -> list[Path]:
     return [sd / "traces" / "pensieve_fcc_hsdpa_train"]
 
 
-def make_vec_env(traces, n_envs: int, seed: int, episode_s: float):
+def make_vec_env(traces, n_envs: int, seed: int, episode_s: float, augment: bool = False, subproc: bool = False):
+    """``n_envs`` copies of RateControl-v0; ``augment`` adds :class:`sim.wrappers.TrainingAugmentation`."""
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_vec_env as sb3_make
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     import sim  # noqa: F401  (registers the env)
+    from sim.traces import load_traces
+    from sim.wrappers import TrainingAugmentation
 
-    return sb3_make(lambda: gym.make(sim.ENV_ID, traces=traces, episode_s=episode_s), n_envs=n_envs, seed=seed,
-                    vec_env_cls=DummyVecEnv)
+    trs = load_traces(traces)  # parsed once, shared by every copy
+
+    def make():
+        env = gym.make(sim.ENV_ID, traces=trs, episode_s=episode_s)
+        return TrainingAugmentation(env) if augment else env
+
+    cls = SubprocVecEnv if subproc and n_envs > 1 else DummyVecEnv  # same episodes either way (seeded per env)
+    kwargs = {"start_method": "fork"} if cls is SubprocVecEnv else None
+    return sb3_make(make, n_envs=n_envs, seed=seed, vec_env_cls=cls, vec_env_kwargs=kwargs)
+
+
+def time_limit_callback(max_minutes: float) -> Any:
+    """Stop learning after ``max_minutes`` (a safety net on a busy machine; the metadata records the steps)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Stop(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0 = time.time()
+
+        def _on_step(self) -> bool:
+            return time.time() - self.t0 < max_minutes * 60.0
+
+    return _Stop()
+
+
+def curve_recorder() -> Any:
+    """SB3 callback: mean training-episode reward per rollout (the training curve, docs/rl_training.png)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _Rec(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.points: list[tuple[int, float]] = []
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            buf = self.model.ep_info_buffer
+            if buf:
+                self.points.append((int(self.num_timesteps), float(np.mean([e["r"] for e in buf]))))
+                log.info("timesteps %d: mean training episode reward %.1f", *self.points[-1])
+
+    return _Rec()
+
+
+def plot_curve(train_pts, eval_pts, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train_pts:
+        x, y = zip(*train_pts, strict=True)
+        ax.plot(x, y, label="training episodes (augmented pensieve, last 100)")
+    if eval_pts:
+        x, y = zip(*eval_pts, strict=True)
+        ax.plot(x, y, "o-", label="eval episodes (plain pensieve, deterministic)")
+    ax.set_xlabel("timesteps (control intervals)")
+    ax.set_ylabel("episode reward (30 s = 300 intervals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode_s: float, tensorboard: str | None,
-          progress: bool = True) -> dict:
+          progress: bool = True, augment: bool = True, curve_png: Path | None = None, subproc: bool = True,
+          max_minutes: float = 0.0) -> dict:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import EvalCallback
@@ -51,45 +119,60 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
     from neurolink.control.observation import HISTORY
 
     torch.set_num_threads(1)
-    venv = VecNormalize(make_vec_env(traces, n_envs, seed, episode_s), norm_obs=True, norm_reward=True, gamma=0.98)
+    venv = VecNormalize(make_vec_env(traces, n_envs, seed, episode_s, augment, subproc), norm_obs=True, norm_reward=True,
+                        gamma=0.98)
     eval_env = VecNormalize(make_vec_env(traces, 1, seed + 1000, episode_s), norm_obs=True, norm_reward=False,
                             training=False)
     eval_env.obs_rms = venv.obs_rms  # share the running statistics
     model = PPO("MlpPolicy", venv, seed=seed, n_steps=512, batch_size=256, n_epochs=5, gamma=0.98, gae_lambda=0.95,
                 learning_rate=3e-4, ent_coef=0.005, clip_range=0.2, policy_kwargs={"net_arch": [128, 128]},
                 tensorboard_log=tensorboard, verbose=0, device="cpu")
-    cb = EvalCallback(eval_env, n_eval_episodes=4, eval_freq=max(20_000 // n_envs, 1), deterministic=True, verbose=1)
+    cb = EvalCallback(eval_env, n_eval_episodes=8, eval_freq=max(50_000 // n_envs, 1), deterministic=True, verbose=0)
+    rec = curve_recorder()
     t0 = time.time()
-    model.learn(total_timesteps=timesteps, callback=cb, progress_bar=progress)
+    cbs = [cb, rec] + ([time_limit_callback(max_minutes)] if max_minutes > 0 else [])
+    model.learn(total_timesteps=timesteps, callback=cbs, progress_bar=progress)
     train_s = time.time() - t0
+    eval_pts = [(int(t), float(np.mean(r))) for t, r in zip(cb.evaluations_timesteps, cb.evaluations_results, strict=True)]
+    if curve_png is not None:
+        curve_png.parent.mkdir(parents=True, exist_ok=True)
+        plot_curve(rec.points, eval_pts, curve_png)
     module = torch_module(model, venv.obs_rms.mean, venv.obs_rms.var, venv.epsilon, venv.clip_obs)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "rl_policy.onnx"
     n_obs = int(venv.observation_space.shape[0])
     export_onnx(module, n_obs, onnx_path)
     # record observations from a rollout of the trained policy for the parity check
-    rec = []
+    recorded = []
     obs = venv.get_original_obs()
     for _ in range(200):
-        rec.append(obs.copy())
+        recorded.append(obs.copy())
         act, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
         _, _, _, _ = venv.step(act)
         obs = venv.get_original_obs()
-    rec = np.concatenate(rec).astype(np.float32)
-    np.save(out_dir / "rl_policy_parity_obs.npy", rec[:512])
-    parity = check_parity(module, onnx_path, rec)
+    obs_rec = np.concatenate(recorded).astype(np.float32)
+    np.save(out_dir / "rl_policy_parity_obs.npy", obs_rec[:512])
+    parity = check_parity(module, onnx_path, obs_rec)
+    with torch.no_grad():  # the actions torch picks on the shipped parity observations (tests compare onnxruntime)
+        parity_actions = module(torch.as_tensor(obs_rec[:512])).numpy().astype(int).tolist()
     n_levels = int(venv.action_space.n)
     meta = {
         "env_id": "neurolink/RateControl-v0", "algorithm": "PPO (stable-baselines3)", "seed": seed,
-        "timesteps": timesteps, "n_envs": n_envs, "episode_s": episode_s, "train_seconds": round(train_s, 1),
+        "timesteps": int(model.num_timesteps), "timesteps_requested": timesteps, "n_envs": n_envs, "episode_s": episode_s, "train_seconds": round(train_s, 1),
         "training_traces": [str(Path(t).name) for t in (traces if isinstance(traces, list) else [traces])],
-        "trace_scaling": "median_1s(trace) scaled to k x lossless stream bitrate, k in {0.5, 1, 2} per episode",
+        "trace_scaling": ("median_1s(trace) scaled to k x lossless stream bitrate, k log-uniform in [0.35, 3] per "
+                          "episode" if augment else "median_1s(trace) scaled to k x lossless stream bitrate, "
+                          "k in {0.5, 1, 2} per episode"),
+        "augmentation": "sim/augment.py (time scaling, splicing, outages, delay jitter, Gilbert-Elliott loss; "
+                        "training family only)" if augment else "none",
+        "training_curve": {"train": rec.points, "eval": eval_pts},
         "n_levels": n_levels, "obs_size": n_obs, "obs_history": HISTORY,
         "obs_layout": "neurolink/control/observation.py (throughput, delay, delay_gradient, loss, backlog x H; "
                       "level one-hot, rate per level, fidelity per level x L)",
         "normalisation": "inside the graph: clip((obs - mean) / sqrt(var + eps), -10, 10)",
         "onnx_input": "obs float32 (batch, obs_size)", "onnx_output": "action int64 (batch,)",
         "parity_torch_vs_onnxruntime": parity,
+        "parity_actions": parity_actions,
     }
     write_metadata(out_dir / "rl_policy.json", meta)
     log.info("trained in %.0f s; parity %.4f; wrote %s", train_s, parity, onnx_path)
@@ -99,7 +182,11 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--traces", nargs="+", default=None, help="training trace dirs/files (default: pensieve)")
-    ap.add_argument("--timesteps", type=int, default=500_000)
+    ap.add_argument("--timesteps", type=int, default=1_500_000)
+    ap.add_argument("--no-augment", action="store_true", help="train on the plain training traces")
+    ap.add_argument("--dummy-vec", action="store_true", help="run the envs in this process (default: subprocesses)")
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop training after this long (0: no limit)")
+    ap.add_argument("--curve-png", type=Path, default=None, help="write the training curve (e.g. docs/rl_training.png)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-envs", type=int, default=8)
     ap.add_argument("--episode-s", type=float, default=30.0)
@@ -110,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     traces = args.traces or default_train_traces()
     meta = train(traces, args.out, args.timesteps, args.seed, args.n_envs, args.episode_s, args.tensorboard,
-                 progress=not args.no_progress)
-    print(json.dumps(meta, indent=1))
+                 progress=not args.no_progress, augment=not args.no_augment, curve_png=args.curve_png,
+                 subproc=not args.dummy_vec, max_minutes=args.max_minutes)
+    print(json.dumps({k: v for k, v in meta.items() if k != "training_curve"}, indent=1))
     return 0
 
 

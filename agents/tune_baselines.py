@@ -26,6 +26,7 @@ GRIDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    import gymnasium as gym
     from tqdm import tqdm
 
     from agents.train import default_train_traces
@@ -33,22 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     from sim.env import RateControlEnv
     from sim.oracle import oracle_plan
     from sim.traces import TRAIN_KS, load_traces, trace_files
-    from sim.wrappers import EpisodeStats, TraceScaling
+    from sim.wrappers import EpisodeStats, TraceScaling, TrainingAugmentation
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-traces", type=int, default=12)
     ap.add_argument("--episode-s", type=float, default=30.0)
     ap.add_argument("--json", type=Path, default=Path("tune_baselines.json"))
+    ap.add_argument("--augment", action="store_true",
+                    help="tune on the augmented training distribution the RL policy is trained on (sim/augment.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     files = trace_files(default_train_traces())
     pick = np.random.default_rng(0).choice(len(files), size=min(args.n_traces, len(files)), replace=False)
     trs = load_traces([files[i] for i in sorted(pick)])
-    env = EpisodeStats(TraceScaling(RateControlEnv(trs, episode_s=args.episode_s), ks=TRAIN_KS))
+    base: gym.Env = TraceScaling(RateControlEnv(trs, episode_s=args.episode_s), ks=TRAIN_KS)
+    env = EpisodeStats(TrainingAugmentation(base) if args.augment else base)
     cases = []
     for ti in range(len(trs)):
         for k in TRAIN_KS:
-            opts, seed = {"trace": ti, "k": k}, 7 + ti
+            opts, seed = {"trace": ti, "k": k}, 7 + ti + (int(100 * k) if args.augment else 0)
             env.reset(seed=seed, options=opts)
             plan, val = oracle_plan(env)
             if val > 0.1 * env.unwrapped.n_steps:

@@ -20,6 +20,7 @@ SENDER_DEFAULTS: dict[str, Any] = {
     "metrics": {"prometheus_port": 0, "status_file": "", "log_interval_s": 10.0},
     "security": {},
     "stream": [],
+    "reliable": {},  # reliable archive path (neurolink/reliable/config.py)
 }
 RECEIVER_DEFAULTS: dict[str, Any] = {
     "receiver": {"conceal": "hold", "control_interval_s": 0.1, "streams": [], "jitter_ms": 0.0},
@@ -27,6 +28,7 @@ RECEIVER_DEFAULTS: dict[str, Any] = {
     "outlet": {"enabled": True, "name_suffix": "", "source_id_suffix": "@neurolink", "wait_consumer_s": 0.0},
     "metrics": {"prometheus_port": 0, "status_file": "", "log_interval_s": 10.0},
     "security": {},
+    "archive": {},  # reliable archive path (neurolink/reliable/config.py)
 }
 SOURCE_KINDS = ("lsl", "replay", "synthetic")
 
@@ -77,6 +79,9 @@ def validate_sender(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any]:
     cfg = _merge(SENDER_DEFAULTS, raw)
     s = cfg["sender"]
     check_keys("sender", s, ("control_interval_s", "header_interval_s", "wait_receiver_s"), source=src)
+    from neurolink.reliable.config import validate_reliable
+
+    cfg["reliable"] = validate_reliable(cfg["reliable"], src)
     check_range("sender.wait_receiver_s", s["wait_receiver_s"], 0, 3600, source=src)
     check_range("sender.control_interval_s", s["control_interval_s"], 0.005, 60, source=src)
     check_range("sender.header_interval_s", s["header_interval_s"], 0.05, 60, source=src)
@@ -135,6 +140,9 @@ def validate_receiver(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any
     _check_transport(cfg["transport"], src)
     _check_metrics(cfg["metrics"], src)
     _check_security(cfg["security"], src)
+    from neurolink.reliable.config import validate_archive
+
+    cfg["archive"] = validate_archive(cfg["archive"], src)
     return cfg
 
 

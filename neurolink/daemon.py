@@ -18,6 +18,7 @@ from neurolink.codecs import load_ladder
 from neurolink.config import load_receiver_config, load_sender_config
 from neurolink.errors import ConfigError
 from neurolink.receiver import Receiver
+from neurolink.reliable.config import build_reliable_receiver, build_reliable_sender
 from neurolink.sender import Sender, StreamSpec
 from neurolink.sinks.lsl_outlet import LSLOutletSink
 from neurolink.sources.base import Source
@@ -74,7 +75,8 @@ async def run_sender(cfg: dict[str, Any]) -> int:
     sealer = _security(cfg, tcfg, "sender")
     sender = Sender(specs, make_sender_transport(tcfg), control_interval_s=cfg["sender"]["control_interval_s"],
                     header_interval_s=cfg["sender"]["header_interval_s"], sealer=sealer,
-                    wait_receiver_s=cfg["sender"]["wait_receiver_s"])
+                    wait_receiver_s=cfg["sender"]["wait_receiver_s"],
+                    reliable=build_reliable_sender(cfg["reliable"]))
     m = cfg["metrics"]
     tel = Telemetry("sender", sender.summary, status_file=m["status_file"], prometheus_port=m["prometheus_port"],
                     log_interval_s=m["log_interval_s"])
@@ -92,7 +94,7 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
     ids = set(cfg["receiver"]["streams"]) or None
     receiver = Receiver(make_receiver_transport(tcfg), sinks, conceal=cfg["receiver"]["conceal"],
                         control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener,
-                        jitter_ms=cfg["receiver"]["jitter_ms"])
+                        jitter_ms=cfg["receiver"]["jitter_ms"], reliable=build_reliable_receiver(cfg["archive"]))
     m = cfg["metrics"]
     tel = Telemetry("receiver", receiver.summary, status_file=m["status_file"], prometheus_port=m["prometheus_port"],
                     log_interval_s=m["log_interval_s"])
@@ -128,6 +130,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="raw JSON")
     k = sub.add_parser("keys", help="key tooling (neurolink keys generate --out DIR)")
     k.add_argument("rest", nargs=argparse.REMAINDER)
+    a = sub.add_parser("archive", help="archives: neurolink archive read|verify|transcode|export PATH ...")
+    a.add_argument("rest", nargs=argparse.REMAINDER)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +163,10 @@ def run_subcommand(args: argparse.Namespace) -> int:
             for sid, v in snap["streams"].items():
                 print(f"  stream {sid}: " + ", ".join(f"{k}={x}" for k, x in v.items()))
         return 0
+    if args.cmd == "archive":
+        from neurolink.archive.cli import main as archive_main
+
+        return archive_main(args.rest)
     if args.cmd == "keys":
         from neurolink.security.cli import main as keys_main
 

@@ -427,4 +427,6 @@ class Receiver:
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
                 "level": s.level, "ended": s.ended,
             }
+            if self.reliable is not None:  # archive progress in the status file / metrics
+                out[sid].update({f"archive_{k}": v for k, v in self.reliable.summary().get(sid, {}).items()})
         return out

@@ -147,6 +147,7 @@ class Sender:
         shaper: Any = None,
         sealer: Any = None,
         wait_receiver_s: float = 0.0,
+        reliable: Any = None,
     ) -> None:
         ids = [s.stream_id for s in specs]
         if len(set(ids)) != len(ids):
@@ -158,6 +159,8 @@ class Sender:
         self.shaper = shaper
         self.wait_receiver_s = wait_receiver_s  # hold the sources until a receiver subscribes (exact counts)
         self.sealer = sealer  # optional end-to-end encryption: .seal(wire_msg) -> bytes
+        self.reliable = reliable  # optional archive path (neurolink.reliable.sender.ReliableSender)
+        self._flushed = False
         self.streams: dict[int, _Stream] = {}
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -177,6 +180,8 @@ class Sender:
                 st = _Stream(spec, meta)
                 self._setup_controller(st)
                 self.streams[spec.stream_id] = st
+                if self.reliable is not None:
+                    self.reliable.attach(st.id, lambda m, st=st: self._send_now(st, m, "data"))
                 await self._send(st, st.header_msg, kind="header")
             self.started.set()
             try:
@@ -188,12 +193,23 @@ class Sender:
                         tg.create_task(self._control(), name="control"),
                     ]
                     senders = [tg.create_task(self._encode_send(st), name=f"send:{st.id}") for st in self.streams.values()]
+                    # --- reliable archive path (optional): the feedback task stays up until the archive acks ---
+                    keep = []
+                    if self.reliable is not None:
+                        keep = [t for t in aux if t.get_name() in ("feedback", "headers")]
+                        aux = [t for t in aux if t not in keep]
+                        keep.append(tg.create_task(self.reliable.run(), name="retransmit"))
                     await self._stopping.wait()
                     for t in aux:
                         t.cancel()
                     for st in self.streams.values():
                         st.queue.close()  # senders drain what is queued, in order, then return
                     await asyncio.gather(*senders)
+                    if self.reliable is not None:
+                        await self._flush_all()
+                        await self.reliable.drain()
+                        for t in keep:
+                            t.cancel()
             finally:
                 await self._flush_all()
                 for st in self.streams.values():
@@ -204,6 +220,8 @@ class Sender:
         async for chunk in st.spec.source.chunks():
             st.stats.samples_in += chunk.data.shape[0]
             for f in st.framer.push(chunk.data, chunk.timestamps):
+                if self.reliable is not None:  # archive copy first: immune to live-queue drops
+                    await self.reliable.on_frame(st.id, f)
                 if st.queue.put_nowait(f) is not None:
                     st.stats.frames_dropped_queue += 1
                     if st.stats.frames_dropped_queue in (1, 10, 100, 1000) or st.stats.frames_dropped_queue % 10000 == 0:
@@ -217,15 +235,22 @@ class Sender:
             st.stats.frames_sent += 1
 
     async def _flush_all(self) -> None:
+        if self._flushed:
+            return
+        self._flushed = True
         for st in self.streams.values():
             f = st.framer.flush()
             try:
                 if f is not None:
+                    if self.reliable is not None:
+                        await self.reliable.on_frame(st.id, f)
                     await self._send(st, st.encode(f))
                     st.stats.frames_sent += 1
                 eos = wire.pack_frame(st.id, st.framer.seq, 0.0, 0, st.meta.channel_count, st.meta.channel_format,
                                       st.level, b"", wire.FLAG_END_OF_STREAM)
                 await self._send(st, eos)
+                if self.reliable is not None:
+                    await self.reliable.on_end(st.id, st.framer.seq, st.meta.channel_count, st.meta.channel_format)
             except TransportError as exc:
                 log.error("stream %d: flush failed: %s", st.id, exc)
 
@@ -266,6 +291,8 @@ class Sender:
                     st = self.streams.get(fb.stream_id)
                     if st is not None:
                         st.stats.last_feedback = fb
+                elif mtype == wire.MSG_ACK and self.reliable is not None:  # reliable archive path
+                    self.reliable.on_feedback(msg)
                 elif mtype == wire.MSG_CLOCK:
                     probe = wire.parse_clock(msg)
                     if probe.kind == 2 and probe.stream_id in self.streams:
@@ -320,6 +347,8 @@ class Sender:
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),
             }
+            if self.reliable is not None:  # spool state and overflow counter in the status file / metrics
+                out[sid].update({f"archive_{k}": v for k, v in self.reliable.summary().get(sid, {}).items()})
         return out
 
 

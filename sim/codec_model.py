@@ -108,10 +108,14 @@ def load_codec_model(path: str | Path | None = None) -> CodecModel:
     streams = []
     for r in data.get("recordings", []):
         levels = r["levels"]
-        n = min(len(lv["bits_per_sample_blocks"]) for lv in levels)
-        bps = np.array([lv["bits_per_sample_blocks"][:n] for lv in levels], dtype=np.float64)
+        spb = float(r.get("samples_per_block", 1)) * int(r["channels"])
+        per = [np.asarray(lv["bytes_per_block"], np.float64) * 8.0 / spb if "bytes_per_block" in lv
+               else np.asarray(lv["bits_per_sample_blocks"], np.float64) for lv in levels]
+        n = min(len(b) for b in per)
+        bps = np.array([b[:n] for b in per], dtype=np.float64)
         fid = np.array([lv["fidelity_score"] for lv in levels], dtype=np.float64)
-        spm = float(r["fs"]) * int(r["channels"]) / 1000.0
+        # samples per 1 ms frame as the framer cuts them (whole samples): block samples / block ms
+        spm = float(r.get("samples_per_block", float(r["fs"]) * int(r["block_ms"]) / 1000.0)) * int(r["channels"]) / int(r["block_ms"])
         streams.append(StreamModel(r["recording"], frame_s, int(r["block_ms"]), spm, bps, fid))
     if not streams:
         raise ConfigError("recordings", "codec model has no recordings", source=str(p))

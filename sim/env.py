@@ -62,6 +62,7 @@ class RateControlEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-50.0, 50.0, shape=(self.builder.size,), dtype=np.float32)
         self._seed = seed
         self._first_reset = True
+        self.augmenter = None  # set by sim.wrappers.TrainingAugmentation on training envs only
         self.episode: dict[str, Any] = {}
 
     # -- episode set-up -------------------------------------------------------------------------
@@ -75,24 +76,34 @@ class RateControlEnv(gym.Env):
         ti = int(opts["trace"]) if "trace" in opts else int(rng.integers(len(self.traces)))
         si = int(opts["stream"]) if "stream" in opts else int(rng.integers(len(self.model.streams)))
         trace, stream = self.traces[ti], self.model.streams[si]
+        aug = self.augmenter
+        if aug is not None:  # training only (sim.augment): a transformed copy of a training trace
+            trace = aug.transform_trace(rng, trace)
         k = float(opts.get("k", self.k))
         period_ms = max(1, int(round(trace.period_s * 1000)))
         start = int(opts["start_ms"]) if "start_ms" in opts else (int(rng.integers(period_ms)) if self.random_start else 0)
         n_ms = self.n_steps * self.frames
         total = n_ms + TAIL_MS
         scale = trace.scale_for(stream.stream_bps, k)
-        cap = trace.capacity_ms(start, total, scale)
         prop = trace.prop_delay_ms(start, total, self.cfg.default_delay_ms)
         p_loss = trace.loss_prob_ms(start, total)
-        names = list(self.loss_profiles)
-        prof = opts.get("loss_profile", names[int(rng.integers(len(names)))] if names else "none")
+        if aug is not None:
+            cap = aug.capacity(rng, trace, start, total, scale)
+            prop = aug.prop_delay(rng, total, prop)
+            prof = "augment" if p_loss is None else "trace"
+            if p_loss is None:
+                p_loss = aug.loss_prob(rng, total)
+        else:
+            cap = trace.capacity_ms(start, total, scale)
+            names = list(self.loss_profiles)
+            prof = opts.get("loss_profile", names[int(rng.integers(len(names)))] if names else "none")
         if not self.loss or prof == "none":
             prof = "none"
             p_loss = np.zeros(total)
         elif p_loss is None:
             gaps, pct = self.loss_profiles[prof]
             p_loss = gilbert_elliott_loss_prob(rng, total, gaps, pct)
-        else:
+        elif prof != "augment":
             prof = "trace"
         lost = rng.random(total) < p_loss
         bmax = self.cfg.buffer_ms * k * stream.stream_bps / 8000.0
@@ -106,6 +117,7 @@ class RateControlEnv(gym.Env):
         self.level = 0
         self.prev_delay = 0.0
         self.arrival = np.full(n_ms, np.inf)
+        self._lo = 0
         self.status = np.zeros(n_ms, np.int8)
         self.episode = {"trace": trace.name, "trace_index": ti, "stream": stream.name, "k": k, "start_ms": start,
                         "loss_profile": prof, "scale": scale}
@@ -131,7 +143,8 @@ class RateControlEnv(gym.Env):
         self.status[sl] = status
         # receiver feedback: frames whose arrival (or detected loss) falls inside this interval
         end = t0 + f
-        lo = max(0, end - LOOKBACK_FRAMES)
+        # frames before self._lo all arrived before t0 (exact bookkeeping, no window scan over the episode)
+        lo = max(self._lo, end - LOOKBACK_FRAMES)
         arr, st = self.arrival[lo:end], self.status[lo:end]
         win = (arr >= t0) & (arr < end)
         got = win & (st == DELIVERED)
@@ -142,6 +155,8 @@ class RateControlEnv(gym.Env):
             pending = np.flatnonzero(arr >= end)
             delay_ms = float(end - (pending[0] + lo)) if pending.size else self.prev_delay
         loss_frac = float(np.mean(st[win] != DELIVERED)) if win.any() else 0.0
+        later = np.flatnonzero(arr >= end)
+        self._lo = lo + int(later[0]) if later.size else end
         # capacity estimate (what packet-pair dispersion measures): the link's mean rate over the interval
         thr = float(self.link.cap[t0:end].sum()) * 8000.0 / f
         grad = delay_ms - self.prev_delay

@@ -4,14 +4,17 @@ Run ``python -m sim.measure_codec_model`` to regenerate ``sim/data/codec_model.j
 table is invented: every number comes from encoding the recordings in ``../shared/data`` frame by frame
 in blocks and decoding them again.
 
-Block size: the recordings have 4-78 channels, so a 1 ms frame holds 1-60 samples, where zstd's fixed
-overhead swamps everything; a production frame (1 ms of 1024 ch x 30 kHz) holds ~30 000 samples. Each
-recording is therefore encoded in consecutive blocks of at least ``--min-block-samples`` (2048) samples and
-the model stores bits per sample per block; the simulator turns that into 1 ms frame sizes.
+How: the ladder's codecs (``neurolink/data/ladder.toml``) are streaming codecs designed for consecutive
+1 ms frames through ONE encoder instance (state carried across frames, keyframes inside the stream), so
+each recording is cut into consecutive frames of round(fs / 1000) samples (``--frame-ms``, default 1) and
+pushed through one encoder and one separate decoder instance per level, exactly as the sender and the
+receiver do. The model stores the exact encoded size of every frame (``bytes_per_block`` with
+``block_ms`` = frame length), so keyframe bursts and the real frame-to-frame variability are kept.
 
-While the real ladder (``neurolink/data/ladder.toml`` with 8 levels) or ``neurolink.metrics`` are not
-available, a provisional ladder of real codecs is used instead (logged as a warning): level 0 =
-delta-zstd, level k = drop k low bits then delta-zstd, with the SNR-based fidelity proxy.
+Only if the ladder cannot be loaded (or has one level) a provisional ladder of real transforms is used
+(logged as a warning): level 0 = delta-zstd, level k = drop k low bits then delta-zstd; these are not
+streaming codecs, so then frames are grouped into blocks of >= ``--min-block-samples`` samples.
+Without ``neurolink.metrics`` the SNR-based fidelity proxy is used (logged).
 """
 
 from __future__ import annotations
@@ -53,16 +56,18 @@ class DropBits:
         pass
 
 
-def _provisional_ladder() -> list[tuple[str, Any, dict]]:
+def _provisional_ladder() -> list[tuple[str, Any, Any, dict]]:
     from neurolink.codecs import get_codec
 
-    out: list[tuple[str, Any, dict]] = [("lossless", get_codec({"id": "delta-zstd"}), {"id": "delta-zstd"})]
+    c0 = get_codec({"id": "delta-zstd"})
+    out: list[tuple[str, Any, Any, dict]] = [("lossless", c0, c0, {"id": "delta-zstd"})]
     for k in range(1, N_LEVELS_PROVISIONAL):
-        out.append((f"drop{k}", DropBits(k), {"id": "provisional-dropbits+delta-zstd", "drop_bits": k}))
+        d = DropBits(k)
+        out.append((f"drop{k}", d, d, {"id": "provisional-dropbits+delta-zstd", "drop_bits": k}))
     return out
 
 
-def _real_ladder() -> list[tuple[str, Any, dict]] | None:
+def _real_ladder() -> list[tuple[str, Any, Any, dict]] | None:
     try:
         from neurolink.codecs import get_codec, load_ladder
 
@@ -73,7 +78,8 @@ def _real_ladder() -> list[tuple[str, Any, dict]] | None:
     if len(ladder) < 2:
         log.warning("ladder has %d level(s): using the provisional drop-bits ladder", len(ladder))
         return None
-    return [(ladder.names[i], get_codec(ladder[i]), ladder[i]) for i in range(len(ladder))]
+    # one encoder and one separate decoder instance per level: the streaming state lives on each side
+    return [(ladder.names[i], get_codec(ladder[i]), get_codec(ladder[i]), ladder[i]) for i in range(len(ladder))]
 
 
 def _fidelity_fn():
@@ -95,31 +101,39 @@ def _snr_only(orig: np.ndarray, recon: np.ndarray, fs: float) -> dict[str, float
     return {"snr_db": snr}
 
 
-def _blocks(x: np.ndarray, fs: float, min_samples: int) -> tuple[list[np.ndarray], int, int]:
-    """Consecutive blocks of a whole number of milliseconds holding >= min_samples samples."""
-    per_ms = fs / 1000.0 * x.shape[1]
-    block_ms = max(1, int(math.ceil(min_samples / per_ms)))
+def _blocks(x: np.ndarray, fs: float, block_ms: int) -> tuple[list[np.ndarray], int, int]:
+    """Consecutive frames of ``block_ms`` milliseconds (round(fs * block_ms / 1000) samples each)."""
     n = max(1, int(round(fs * block_ms / 1000.0)))
     nb = x.shape[0] // n
     return [x[i * n : (i + 1) * n] for i in range(nb)], n, block_ms
 
 
-def measure_recording(path: Path, ladder, fid_fn, min_samples: int) -> dict[str, Any]:
+def _min_block_ms(x: np.ndarray, fs: float, min_samples: int) -> int:
+    """Provisional (non-streaming) codecs only: a whole number of ms holding >= min_samples samples."""
+    return max(1, int(math.ceil(min_samples / (fs / 1000.0 * x.shape[1]))))
+
+
+def measure_recording(path: Path, ladder, fid_fn, block_ms: int | None, min_samples: int = 2048) -> dict[str, Any]:
+    """Encode one recording frame by frame through one encoder + one decoder instance per level.
+
+    ``ladder`` holds (name, encoder, decoder, config); ``block_ms=None`` picks blocks of >= ``min_samples``.
+    """
     x = np.load(path)
     meta = json.loads(path.with_suffix(".json").read_text())
     fs = float(meta["sampling_rate_hz"])
-    frames, spf, block_ms = _blocks(x, fs, min_samples)
+    frames, spf, block_ms = _blocks(x, fs, block_ms or _min_block_ms(x, fs, min_samples))
     orig = np.concatenate(frames)
     levels = []
-    for name, codec, cfg in ladder:
-        if hasattr(codec, "reset"):
-            codec.reset()
+    for name, enc, dec, cfg in ladder:
+        for c in (enc, dec):
+            if hasattr(c, "reset"):
+                c.reset()
         sizes = np.empty(len(frames), np.int64)
         recon = []
         for i, f in enumerate(frames):
-            blob = codec.encode(f)
+            blob = enc.encode(np.ascontiguousarray(f))
             sizes[i] = len(blob)
-            recon.append(codec.decode(blob))
+            recon.append(dec.decode(blob))
         rec = np.concatenate(recon).reshape(orig.shape)
         fid = {k: float(v) for k, v in fid_fn(orig, rec, fs).items() if isinstance(v, (int, float, np.floating))}
         bps = sizes * 8.0 / (spf * x.shape[1])
@@ -130,7 +144,8 @@ def measure_recording(path: Path, ladder, fid_fn, min_samples: int) -> dict[str,
                 "mean_bytes_per_block": float(sizes.mean()),
                 "mean_bits_per_sample": float(bps.mean()),
                 "bits_per_sample_quantiles": [float(q) for q in np.quantile(bps, QUANTILES)],
-                "bits_per_sample_blocks": [round(float(b), 5) for b in bps],
+                "ratio_vs_raw": float(sizes.mean() / (spf * x.shape[1] * x.dtype.itemsize)),
+                "bytes_per_block": [int(b) for b in sizes],
                 "fidelity": {k: (v if math.isfinite(v) else (None if math.isnan(v) else 1e9)) for k, v in fid.items()},
                 "fidelity_score": fidelity_score(fid),
             }
@@ -150,7 +165,8 @@ def measure_recording(path: Path, ladder, fid_fn, min_samples: int) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
-    ap.add_argument("--min-block-samples", type=int, default=2048)
+    ap.add_argument("--frame-ms", type=int, default=1, help="frame length the streaming codecs are fed")
+    ap.add_argument("--min-block-samples", type=int, default=2048, help="provisional (non-streaming) ladder only")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from neurolink.data import shared_dir
@@ -164,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if ladder is None:
         ladder = _provisional_ladder()
     fid_fn, fid_name = _fidelity_fn()
-    recs = [measure_recording(p, ladder, fid_fn, args.min_block_samples) for p in sorted((shared / "data").glob("*.npy"))]
+    block_ms = None if provisional else args.frame_ms
+    recs = [measure_recording(p, ladder, fid_fn, block_ms, args.min_block_samples)
+            for p in sorted((shared / "data").glob("*.npy"))]
     model = {
-        "version": 1,
+        "version": 2,
+        "measurement": "streaming: consecutive frames through one encoder + one decoder instance per level",
         "frame_ms": 1.0,
         "quantiles": QUANTILES,
         "n_levels": len(ladder),

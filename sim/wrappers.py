@@ -35,6 +35,30 @@ class TraceScaling(gym.Wrapper):
         return self.env.reset(seed=seed, options=opts)
 
 
+class TrainingAugmentation(gym.Wrapper):
+    """TRAINING envs only: augment each episode's training trace (``sim.augment``) and draw ``k``
+    log-uniformly from ``k_range`` (the scaling rule itself is unchanged). Wrap it around
+    :class:`TraceScaling` so the drawn ``k`` reaches it through ``options``.
+    """
+
+    def __init__(self, env: gym.Env, k_range: tuple[float, float] = (0.35, 3.0), augmenter=None) -> None:
+        from sim.augment import TraceAugmenter
+
+        super().__init__(env)
+        self.k_range = (float(k_range[0]), float(k_range[1]))
+        setattr(env.unwrapped, "augmenter", augmenter or TraceAugmenter())  # noqa: B010 (RateControlEnv attribute)
+        self._rng = np.random.default_rng([getattr(env.unwrapped, "_seed", None) or 0, 0xA06])
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._rng = np.random.default_rng([seed, 0xA06])
+        opts = dict(options or {})
+        if "k" not in opts:
+            lo, hi = np.log(self.k_range[0]), np.log(self.k_range[1])
+            opts["k"] = float(np.exp(self._rng.uniform(lo, hi)))
+        return self.env.reset(seed=seed, options=opts)
+
+
 class EpisodeStats(gym.Wrapper):
     """Adds ``info["episode_stats"]`` (totals over the episode) on the last step."""
 

@@ -49,7 +49,7 @@ _MAX_COUNTER = (1 << 64) - 1
 def _direction(msg: bytes | memoryview) -> int:
     """Which way a plaintext message travels: fixed by its type, so both ends agree without a role."""
     mtype = msg[5]
-    if mtype == wire.MSG_FEEDBACK:
+    if mtype in (wire.MSG_FEEDBACK, wire.MSG_ACK):  # receiver -> sender
         return DIR_FEEDBACK
     if mtype == wire.MSG_CLOCK:
         if len(msg) <= _CLOCK_KIND_OFFSET:

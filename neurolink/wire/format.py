@@ -26,7 +26,10 @@ MSG_STREAM_HEADER = 1
 MSG_FRAME = 2
 MSG_FEEDBACK = 3
 MSG_CLOCK = 4
-MSG_TYPES = {MSG_STREAM_HEADER: "stream_header", MSG_FRAME: "frame", MSG_FEEDBACK: "feedback", MSG_CLOCK: "clock"}
+MSG_ARCHIVE_FRAME = 5  # reliable archive path: layout and parser in neurolink/wire/ack.py
+MSG_ACK = 6  # archive ack/nack, receiver -> sender: neurolink/wire/ack.py
+MSG_TYPES = {MSG_STREAM_HEADER: "stream_header", MSG_FRAME: "frame", MSG_FEEDBACK: "feedback", MSG_CLOCK: "clock",
+             MSG_ARCHIVE_FRAME: "archive_frame", MSG_ACK: "ack"}
 
 # frame flags
 FLAG_KEYFRAME = 1 << 0

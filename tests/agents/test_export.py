@@ -49,3 +49,5 @@ def test_shipped_policy_parity_on_recorded_observations():
     acts = [ctl.act(o) for o in obs]
     assert all(0 <= a < meta["n_levels"] for a in acts)
     assert meta["parity_torch_vs_onnxruntime"] == 1.0
+    if "parity_actions" in meta and rec.is_file():  # onnxruntime now == torch at export time
+        assert acts == meta["parity_actions"][: len(acts)]

@@ -92,7 +92,10 @@ def test_oracle_beats_every_controller(traces, seed):
     plan, value = oracle_plan(env)
     _, rs, _ = _rollout_opts(env, seed, opts, plan)
     assert rs.sum() == pytest.approx(value)  # the plan achieves what the DP reports (same reward formula)
-    for cid in ["fixed", "rate", "bba", "bola", "mpc", "gcc"]:
+    from neurolink.control.rl import default_policy_path
+
+    ids = ["fixed", "rate", "bba", "bola", "mpc", "gcc"] + (["rl"] if default_policy_path().is_file() else [])
+    for cid in ids:
         ctl = get_controller({"id": cid})
         obs, _ = env.reset(seed=seed, options=opts)
         ctl.reset()

@@ -1,0 +1,167 @@
+"""Receiver half of the reliable archive path: reorder archive frames, write them in sequence, ack and NACK.
+
+Plugged into :class:`neurolink.receiver.Receiver` as ``reliable=ReliableReceiver(factory)``: the receiver
+hands it every ``archive_frame`` message (:meth:`on_message`) and runs :meth:`run` (periodic acks).
+
+Selective-repeat ARQ with a bounded window: frames within ``window_frames`` of the next one to write are
+decoded and held; frames beyond it are dropped (not acked, so the sender retransmits them later) which keeps
+receiver memory bounded after a long outage. The cumulative ack is the archive's *durable* point, so a
+receiver killed at any moment loses nothing the sender has already freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurolink.codecs import get_codec
+from neurolink.errors import CodecError, WireFormatError
+from neurolink.reliable.block import unpack_block
+from neurolink.sinks.archive import ARCHIVE_CODEC, ArchiveSink
+from neurolink.wire import ack as wack
+from neurolink.wire import format as wire
+
+log = logging.getLogger(__name__)
+
+ArchiveFactory = Callable[[wire.StreamHeader], ArchiveSink]
+
+
+@dataclass
+class _Rx:
+    header: wire.StreamHeader
+    archive: ArchiveSink
+    next: int | None
+    held: dict[int, wire.Frame | None] = field(default_factory=dict)  # coded blocks; None: end of stream
+    highest: int = -1
+    ended: bool = False
+    blocks_archived: int = 0
+    frames_archived: int = 0
+    duplicates: int = 0
+    beyond_window: int = 0
+    retransmits_in: int = 0
+    lost_for_good: int = 0
+    nacked: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (last NACK time, times NACKed)
+
+
+class ReliableReceiver:
+    def __init__(self, factory: ArchiveFactory, *, window_frames: int = 64, ack_interval_s: float = 0.1,
+                 nack_holdoff_s: float = 0.5) -> None:
+        self.factory = factory
+        self.nack_holdoff_s = nack_holdoff_s
+        self.window = window_frames
+        self.ack_interval_s = ack_interval_s
+        self.streams: dict[int, _Rx] = {}
+        self.codec = get_codec(ARCHIVE_CODEC)
+        self.codec.decode(self.codec.encode(np.zeros((4, 2), np.int16)))  # load the jitted kernels up front
+        self.without_header = 0
+        self.bad = 0
+
+    # -- hooks called by the Receiver ----------------------------------------------------------------
+    def on_message(self, rx: Any, msg: bytes) -> None:
+        """One archive frame; ``rx`` is the Receiver (its live streams give the header and clock offset)."""
+        af = wack.parse_archive_frame(msg)
+        h = af.frame.header
+        live = rx.streams.get(h.stream_id)
+        if live is None:
+            self.without_header += 1  # not acked: it comes back once the header is known
+            return
+        hdr = live.header
+        st = self.streams.get(h.stream_id)
+        if st is None or st.header.session != hdr.session:
+            if st is not None:
+                st.archive.close()
+            st = self._open(hdr)
+        if st.ended:
+            return
+        if st.next is None:
+            st.next = af.oldest_seq
+        if h.flags & wire.FLAG_RETRANSMIT:
+            st.retransmits_in += 1
+        st.highest = max(st.highest, h.seq, af.end_seq - 1)
+        if af.oldest_seq > st.next:  # the sender's spool overflowed: those frames are gone
+            st.archive.add_gap(st.next, af.oldest_seq, "sender spool overflow")
+            st.lost_for_good += af.oldest_seq - st.next
+            st.held = {s: v for s, v in st.held.items() if s >= af.oldest_seq}
+            st.next = af.oldest_seq
+        if h.seq < st.next or h.seq in st.held:
+            st.duplicates += 1
+        elif h.seq >= st.next + self.window:
+            st.beyond_window += 1
+        elif h.flags & wire.FLAG_END_OF_STREAM:
+            st.held[h.seq] = None
+        else:
+            st.held[h.seq] = af.frame  # decoded when its turn comes: the window holds coded bytes only
+        self._drain(st, live.applied_offset if live.applied_offset is not None else None)
+
+    async def run(self, send: Callable[[int, bytes], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(self.ack_interval_s)
+            for sid, st in self.streams.items():
+                await send(sid, wack.pack_ack(self.ack_for(st)))
+
+    def close(self) -> None:
+        for st in self.streams.values():
+            st.archive.close()
+
+    def summary(self) -> dict[int, dict[str, Any]]:
+        return {sid: {"frames_archived": st.frames_archived, "blocks_archived": st.blocks_archived, "next_seq": st.next, "durable_next_seq": st.archive.next_seq,
+                      "duplicates": st.duplicates, "beyond_window": st.beyond_window, "retransmits_in": st.retransmits_in,
+                      "lost_for_good": st.lost_for_good, "held": len(st.held), "ended": st.ended}
+                for sid, st in self.streams.items()}
+
+    # -- internals ---------------------------------------------------------------------------------
+    def ack_for(self, st: _Rx, now: float | None = None) -> wack.Ack:
+        """Cumulative durable point + NACKs; a block NACKed recently is not NACKed again (backoff), since an
+        overloaded receiver still has retransmissions queued in its socket."""
+        durable = st.archive.next_seq or 0
+        missing: list[int] = []
+        if st.next is not None and not st.ended:
+            now = time.monotonic() if now is None else now
+            for s in [s for s in st.nacked if s < st.next]:
+                del st.nacked[s]
+            top = min(max(st.highest + 1, st.next), st.next + self.window)
+            for s in range(st.next, top):
+                if s in st.held:
+                    continue
+                prev = st.nacked.get(s)
+                if prev is not None and now - prev[0] < self.nack_holdoff_s * (1 << min(prev[1] - 1, 4)):
+                    continue
+                st.nacked[s] = (now, (prev[1] if prev else 0) + 1)
+                missing.append(s)
+        return wack.Ack(st.header.stream_id, durable, wack.ranges_from_missing(missing))
+
+    def _open(self, hdr: wire.StreamHeader) -> _Rx:
+        sink = self.factory(hdr)
+        sink.open(hdr)
+        st = _Rx(hdr, sink, sink.buffered_next_seq)
+        self.streams[hdr.stream_id] = st
+        log.info("stream %d: archiving to %s from frame %s%s", hdr.stream_id, sink.path, st.next,
+                 " (resumed)" if sink.resumed else "")
+        return st
+
+    def _drain(self, st: _Rx, offset: float | None) -> None:
+        fs = st.header.nominal_srate
+        while st.next in st.held:
+            item = st.held.pop(st.next)
+            if item is None:  # end of stream: make everything durable so the sender can let go
+                st.ended = True
+                st.archive.add_eos(st.next)
+                st.next += 1
+                break
+            try:
+                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels, self.codec, fs)
+            except (CodecError, WireFormatError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
+                log.warning("stream %d: archive block %d rejected: %s", st.header.stream_id, st.next, exc)
+                break
+            if offset is not None:
+                st.archive.set_clock_offset(offset)
+            st.archive.write_frame(st.next, data, ts)
+            st.blocks_archived += 1
+            st.frames_archived += int(np.frombuffer(item.payload, "<u4", 1)[0])
+            st.next += 1

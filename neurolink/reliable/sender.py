@@ -1,0 +1,231 @@
+"""Sender half of the reliable archive path: level-0 copy of every frame, spooled on disk until acknowledged.
+
+Plugged into :class:`neurolink.sender.Sender` as ``reliable=ReliableSender(...)``; the sender calls
+:meth:`attach` per stream, :meth:`on_frame` after each live frame, :meth:`on_feedback` for ack messages,
+runs :meth:`run` (the paced retransmitter) beside its other tasks and :meth:`drain` before shutting down.
+
+Why a separate copy: the archive must be lossless whatever level the live path runs at, and every archive
+frame must decode on its own (retransmits arrive out of order), so it uses nl-lossless *archive* mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import struct
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolink.codecs import get_codec
+from neurolink.errors import ConfigError
+from neurolink.framer import RawFrame
+from neurolink.reliable.block import MAX_BLOCK_FRAMES, pack_block
+from neurolink.reliable.spool import Spool
+from neurolink.sinks.archive import ARCHIVE_CODEC
+from neurolink.wire import ack as wack
+from neurolink.wire import format as wire
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class ReliableStats:
+    frames_spooled: int = 0
+    blocks_spooled: int = 0
+    blocks_acked: int = 0
+    retransmits: int = 0
+    acks: int = 0
+    nacked: int = 0
+    tail_retransmits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Tx:
+    stream_id: int
+    send: SendFn
+    spool: Spool
+    codec: Any
+    acked: int = 0  # receiver's cumulative next_seq
+    last_progress: float = field(default_factory=time.monotonic)
+    last_ack: float = -1e9  # when the last ack arrived: no acks = nobody listening, do not resend blindly
+    eos_seq: int | None = None
+    pending: collections.deque = field(default_factory=collections.deque)
+    queued: set = field(default_factory=set)
+    last_retx: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (time, times resent)
+    block: list[RawFrame] = field(default_factory=list)  # live frames waiting to form the next archive block
+    block_started: float = 0.0
+    next_seq: int = 0  # archive sequence numbers count blocks
+    tokens: float = 0.0
+    stats: ReliableStats = field(default_factory=ReliableStats)
+
+
+class ReliableSender:
+    def __init__(self, spool_dir: str | Path | None = None, *, spool_mb: float = 1024.0, segment_mb: float = 8.0,
+                 retransmit_per_s: float = 25.0, rto_s: float = 1.0, tail_s: float = 3.0, window_frames: int = 64,
+                 block_frames: int = 100, block_s: float = 0.5, linger_s: float = 10.0) -> None:
+        if retransmit_per_s <= 0:
+            raise ConfigError("reliable.retransmit_per_s", f"must be > 0, got {retransmit_per_s}")
+        if not 1 <= block_frames <= MAX_BLOCK_FRAMES:
+            raise ConfigError("reliable.block_frames", f"must be in [1, {MAX_BLOCK_FRAMES}], got {block_frames}")
+        self.spool_dir = Path(spool_dir) if spool_dir else None
+        self.spool_bytes = int(spool_mb * (1 << 20))
+        self.segment_bytes = int(segment_mb * (1 << 20))
+        self.retransmit_per_s = retransmit_per_s
+        self.block_frames = block_frames
+        self.block_s = block_s
+        self.rto_s = rto_s
+        self.tail_s = tail_s
+        self.window = window_frames
+        self.linger_s = linger_s
+        self.streams: dict[int, _Tx] = {}
+
+    # -- hooks called by the Sender ------------------------------------------------------------------
+    def attach(self, stream_id: int, send: SendFn) -> None:
+        d = (self.spool_dir / f"stream-{stream_id}") if self.spool_dir else None
+        codec = get_codec(ARCHIVE_CODEC)
+        codec.encode(np.zeros((4, 2), np.int16))  # load the jitted kernels now, not mid-stream
+        self.streams[stream_id] = _Tx(stream_id, send, Spool(d, capacity_bytes=self.spool_bytes, segment_bytes=self.segment_bytes),
+                                      codec)
+
+    async def on_frame(self, stream_id: int, f: RawFrame) -> None:
+        """Collect a live frame; a full (or old) block is coded, spooled and sent."""
+        tx = self.streams[stream_id]
+        if not tx.block:
+            tx.block_started = time.monotonic()
+        tx.block.append(f)
+        tx.stats.frames_spooled += 1
+        if len(tx.block) >= self.block_frames:
+            await self._emit_block(tx)
+
+    async def on_end(self, stream_id: int, seq: int, n_channels: int, dtype: str) -> None:
+        """End of stream: the partial block, then an archive EOS so the receiver makes everything durable."""
+        tx = self.streams[stream_id]
+        if tx.block:
+            await self._emit_block(tx)
+        tx.eos_seq = tx.next_seq
+        eos = wire.pack_frame(stream_id, tx.next_seq, 0.0, 0, n_channels, dtype, 0, b"", wire.FLAG_END_OF_STREAM)
+        tx.next_seq += 1
+        tx.spool.append(tx.eos_seq, eos)
+        await tx.send(wack.pack_archive_frame(eos, tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+
+    async def _emit_block(self, tx: _Tx) -> None:
+        frames, tx.block = tx.block, []
+        data, payload = pack_block(frames, tx.codec)
+        n, c = data.shape
+        seq = tx.next_seq
+        tx.next_seq += 1
+        msg = wire.pack_frame(tx.stream_id, seq, frames[0].timestamp, n, c, data.dtype.name, 0, payload, wire.FLAG_KEYFRAME)
+        tx.spool.append(seq, msg)
+        tx.stats.blocks_spooled += 1
+        await tx.send(wack.pack_archive_frame(msg, tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+
+    def on_feedback(self, msg: bytes) -> None:
+        a = wack.parse_ack(msg)
+        tx = self.streams.get(a.stream_id)
+        if tx is None:
+            return
+        now = time.monotonic()
+        tx.last_ack = now
+        tx.stats.acks += 1
+        if a.next_seq > tx.acked:
+            tx.stats.blocks_acked += a.next_seq - tx.acked
+            tx.acked = a.next_seq
+            tx.last_progress = now
+            tx.spool.release_below(a.next_seq)
+            for s in [s for s in tx.last_retx if s < a.next_seq]:
+                del tx.last_retx[s]
+        elif a.next_seq < tx.acked:  # a receiver restarted from an older durable point
+            tx.acked = a.next_seq
+            tx.last_progress = now
+        for first, count in a.nacks:
+            tx.stats.nacked += count
+            self._queue(tx, range(first, first + count), now)
+
+    async def run(self, dt: float = 0.01) -> None:
+        """Paced retransmitter (and tail-loss timer); the live path is never blocked by it."""
+        while True:
+            await asyncio.sleep(dt)
+            await self.step(dt)
+
+    async def step(self, dt: float) -> None:
+        """One retransmit round: at most ``retransmit_fps * dt`` frames per stream."""
+        now = time.monotonic()
+        for tx in self.streams.values():
+            if tx.block and now - tx.block_started > self.block_s:  # slow streams: do not hold a block forever
+                await self._emit_block(tx)
+            tx.tokens = min(tx.tokens + self.retransmit_per_s * dt, max(1.0, self.retransmit_per_s))  # token bucket
+            end = tx.spool.end_seq
+            # tail timer: a receiver that acks but makes no progress and NACKs nothing lost the last blocks
+            if (end is not None and tx.acked < end and now - tx.last_progress > self.tail_s and not tx.pending
+                    and now - tx.last_ack <= max(self.tail_s, 1.0)):
+                tx.stats.tail_retransmits += 1
+                tx.last_progress = now
+                self._queue(tx, range(tx.acked, min(end, tx.acked + self.window)), now - self.rto_s)
+            while tx.pending and tx.tokens >= 1.0:
+                seq = tx.pending.popleft()
+                tx.queued.discard(seq)
+                msg = tx.spool.get(seq)
+                if msg is None:
+                    continue
+                tx.last_retx[seq] = (time.monotonic(), tx.last_retx.get(seq, (0.0, 0))[1] + 1)
+                tx.stats.retransmits += 1
+                tx.tokens -= 1.0
+                await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait (bounded) until every stream's end of stream is acknowledged; True if all were."""
+        deadline = time.monotonic() + (self.linger_s if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            if all(tx.eos_seq is None or tx.acked > tx.eos_seq for tx in self.streams.values()):
+                return True
+            await asyncio.sleep(0.05)
+        for tx in self.streams.values():
+            if tx.eos_seq is not None and tx.acked <= tx.eos_seq:
+                log.error("stream %d: %d archive frames not acknowledged at shutdown (kept in %s)",
+                          tx.stream_id, tx.eos_seq + 1 - tx.acked, tx.spool.dir)
+        return False
+
+    def close(self, keep: bool = False) -> None:
+        for tx in self.streams.values():
+            if not keep:
+                tx.spool.close()
+
+    def summary(self) -> dict[int, dict[str, Any]]:
+        return {sid: {**tx.stats.as_dict(), "acked": tx.acked, "spool_blocks": tx.spool.frames,
+                      "spool_mb": tx.spool.bytes / (1 << 20), "spool_peak_mb": tx.spool.peak_bytes / (1 << 20),
+                      "spool_overflow_frames": tx.spool.overflow_frames} for sid, tx in self.streams.items()}
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _queue(self, tx: _Tx, seqs: range, now: float) -> None:
+        for s in seqs:
+            if s < tx.acked or s in tx.queued or s not in tx.spool:
+                continue
+            prev = tx.last_retx.get(s)
+            # exponential backoff per frame: an overloaded receiver NACKs frames still queued in its socket
+            if prev is not None and now - prev[0] < self.rto_s * (1 << min(prev[1] - 1, 5)):
+                continue
+            tx.pending.append(s)
+            tx.queued.add(s)
+
+
+_FLAGS = struct.Struct("<H")
+
+
+def _mark_retransmit(msg: bytes) -> bytes:
+    b = bytearray(msg)
+    (flags,) = _FLAGS.unpack_from(b, 6)
+    _FLAGS.pack_into(b, 6, flags | wire.FLAG_RETRANSMIT)
+    struct.pack_into("<I", b, len(b) - 4, zlib.crc32(memoryview(b)[:-4]))
+    return bytes(b)

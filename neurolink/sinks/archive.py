@@ -1,0 +1,273 @@
+"""Lossless archive sink: a Zarr v3 group (local folder or fsspec URL) chunked in time, nl-lossless compressed.
+
+Layout (format documented in docs/archive.md)::
+
+    <store>/samples      (n_samples, n_channels) stream dtype, chunks (chunk_samples, n_channels),
+                         serializer ``numcodecs.neurolink.lossless`` (nl-lossless archive mode)
+    <store>/timestamps   (n_samples,) float64, one per sample, in the clock named by attrs["timestamps_clock"]
+    <store> attrs["neurolink_archive"]: stream header, chunk size, per-chunk CRC32s, gaps, clock offsets,
+                         codec history, and the durable point (next_seq, n_samples) used to resume.
+
+Why whole chunks only: a chunk is written once, when full (or at close), so its CRC32 is computed from the
+exact bytes written and a receiver killed mid-chunk loses only what it has not acknowledged; on restart the
+archive is reopened at its durable point and the sender retransmits the rest from its spool.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import zlib
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from neurolink.errors import ConfigError, NeurolinkError
+from neurolink.sinks.base import Sink
+from neurolink.wire.format import StreamHeader
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ATTR = "neurolink_archive"
+ARCHIVE_CODEC = {"id": "nl-lossless", "mode": "archive"}
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def crc32(a: np.ndarray) -> int:
+    """CRC32 of an array's little-endian C-order bytes (what verify recomputes from the store)."""
+    return zlib.crc32(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+class ArchiveSink(Sink):
+    """Appends samples to a Zarr v3 archive; resumes an existing archive of the same stream.
+
+    Two ways in: :meth:`push` (the plain :class:`Sink` contract: concealed samples are written and recorded
+    as gaps) and :meth:`write_frame` (the reliable path: frames in sequence order, sender-clock timestamps).
+    """
+
+    def __init__(self, path: str, *, chunk_s: float = 1.0, chunk_samples: int | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        if not isinstance(path, str) or not path:
+            raise ConfigError("archive.path", f"expected a folder or fsspec URL, got {path!r}")
+        if chunk_samples is not None and chunk_samples < 1:
+            raise ConfigError("archive.chunk_samples", f"must be >= 1, got {chunk_samples}")
+        if chunk_s <= 0:
+            raise ConfigError("archive.chunk_s", f"must be > 0, got {chunk_s}")
+        self.path = path
+        self.chunk_s = chunk_s
+        self.chunk_samples_cfg = chunk_samples
+        self.storage_options = storage_options
+        self.meta: dict[str, Any] = {}
+        self.header: StreamHeader | None = None
+        self.resumed = False
+
+    # -- Sink contract -----------------------------------------------------------------------------
+    def open(self, header: StreamHeader) -> None:
+        zarr = _zarr()
+        from neurolink.codecs.numcodecs_adapter import NeurolinkLosslessZarr
+
+        self.header = header
+        fs = header.nominal_srate
+        cs = self.chunk_samples_cfg or max(1, int(round((fs if fs > 0 else 1000.0) * self.chunk_s)))
+        hdr = header.to_json_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr warns that numcodecs codecs are not in the v3 spec
+            self.group = zarr.open_group(self.path, mode="a", storage_options=self.storage_options)
+            old = self.group.attrs.get(ATTR)
+            if old is not None and _same_stream(old["header"], hdr):
+                self._resume(old)
+                return
+            if old is not None:
+                raise NeurolinkError(f"archive {self.path} holds stream {old['header'].get('name')!r} "
+                                     f"({old['header'].get('source_id')!r}): refusing to mix in {header.name!r}")
+            c = header.channel_count
+            self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=header.channel_format,
+                                                   serializer=NeurolinkLosslessZarr(), compressors=None)
+            self.timestamps = self.group.create_array("timestamps", shape=(0,), chunks=(cs,), dtype="float64")
+        self.meta = {
+            "format_version": FORMAT_VERSION,
+            "header": hdr,
+            "stream_id": header.stream_id,
+            "nominal_srate": fs,
+            "chunk_samples": cs,
+            "timestamps_clock": "sender",  # receiver_time = timestamp - clock_offset_s
+            "next_seq": None,  # reliable path: first frame not yet durably archived
+            "n_samples": 0,  # durable sample count (frames complete)
+            "checksums": {"samples": [], "timestamps": []},
+            "gaps": [],
+            "clock_offsets": [],  # [sample_index, offset_s]: sender clock minus receiver clock from there on
+            "codec_history": [{"sample_index": 0, "archive_codec": {"id": "neurolink.lossless"},
+                               "wire_codec": ARCHIVE_CODEC, "ladder": hdr.get("ladder", [])}],
+            "sessions": [hdr.get("session", "")],
+        }
+        self._init_buffers(0)
+        self._save_meta()
+
+    def push(self, data: np.ndarray, timestamps: np.ndarray, *, concealed: bool = False) -> None:
+        """Plain-sink path: receiver-clock timestamps; concealed runs are written and listed as gaps."""
+        if self.meta["n_samples"] == 0 and self._fill == 0 and self._chunk_start == 0:
+            self.meta["timestamps_clock"] = "receiver"
+        if concealed:
+            self._add_gap_record({"sample_index": self._total, "n_samples": int(data.shape[0]), "concealed": True,
+                                  "reason": "concealed by the receiver (frames lost on the live path)"})
+        self._append(data, timestamps, None)
+
+    def close(self) -> None:
+        if not hasattr(self, "_buf"):
+            return
+        if self._fill:
+            self._write_chunk(self._fill)
+            self._frames.clear()
+        self._save_meta()
+
+    # -- reliable path -----------------------------------------------------------------------------
+    @property
+    def next_seq(self) -> int | None:
+        """First sequence number not yet durably archived (None: nothing archived yet)."""
+        return self.meta.get("next_seq")
+
+    @property
+    def buffered_next_seq(self) -> int | None:
+        return self._frames[-1][0] if self._frames else self.next_seq
+
+    def write_frame(self, seq: int, data: np.ndarray, timestamps: np.ndarray) -> None:
+        """Append frame ``seq`` (must follow the last one, or :meth:`add_gap` first)."""
+        expect = self.buffered_next_seq
+        if expect is not None and seq != expect:
+            raise NeurolinkError(f"archive {self.path}: frame {seq} out of order (expected {expect})")
+        self._append(data, timestamps, seq + 1)
+
+    def add_gap(self, first_seq: int, end_seq: int, reason: str) -> None:
+        """Record frames [first_seq, end_seq) as lost for good (no samples are invented for them)."""
+        log.error("archive %s: frames %d..%d lost for good: %s", self.path, first_seq, end_seq - 1, reason)
+        self._add_gap_record({"first_seq": int(first_seq), "end_seq": int(end_seq), "sample_index": self._total,
+                              "n_samples": 0, "concealed": False, "reason": reason})
+        self._frames.append((end_seq, self._total))
+        if not self._fill:
+            self.meta["next_seq"] = int(end_seq)
+
+    def add_eos(self, seq: int) -> None:
+        """Sender's end of stream (frame ``seq``): write the partial chunk so everything is durable."""
+        self._frames.append((seq + 1, self._total))
+        if self._fill:
+            self._write_chunk(self._fill)
+        self.meta["next_seq"] = int(seq + 1)
+        self.meta["n_samples"] = self._total
+        self._frames.clear()
+        self._save_meta()
+
+    def set_clock_offset(self, offset_s: float) -> None:
+        hist = self.meta["clock_offsets"]
+        if not hist or abs(hist[-1][1] - offset_s) > 1e-4:
+            hist.append([self._total, float(offset_s)])
+
+    def record_codec(self, level: int, codec: dict[str, Any]) -> None:
+        hist = self.meta["codec_history"]
+        if hist[-1].get("wire_codec") != codec:
+            hist.append({"sample_index": self._total, "level": level, "wire_codec": codec})
+
+    # -- internals ---------------------------------------------------------------------------------
+    @property
+    def _total(self) -> int:
+        return self._chunk_start + self._fill
+
+    def _init_buffers(self, chunk_start: int) -> None:
+        cs = self.meta["chunk_samples"]
+        h = self.meta["header"]
+        self._buf = np.empty((cs, h["channel_count"]), dtype=h["channel_format"])
+        self._tbuf = np.empty(cs, dtype=np.float64)
+        self._fill = 0
+        self._chunk_start = chunk_start
+        self._frames: list[tuple[int, int]] = []  # (next_seq after the frame, sample index after it)
+
+    def _resume(self, old: dict[str, Any]) -> None:
+        self.meta = old
+        self.resumed = True
+        self.samples = self.group["samples"]
+        self.timestamps = self.group["timestamps"]
+        cs = old["chunk_samples"]
+        n = int(old["n_samples"])
+        start = (n // cs) * cs
+        tail = np.asarray(self.samples[start:n])
+        ttail = np.asarray(self.timestamps[start:n])
+        self.samples.resize((start, self.samples.shape[1]))
+        self.timestamps.resize((start,))
+        k = start // cs
+        for key in ("samples", "timestamps"):
+            del old["checksums"][key][k:]
+        session = (self.header.session if self.header else "") or ""
+        if session and session != old["sessions"][-1]:  # the sender restarted: its sequence numbers restart too
+            old["sessions"].append(session)
+            old["next_seq"] = None
+            old["gaps"].append({"sample_index": n, "n_samples": 0, "concealed": False,
+                                "reason": f"new sender session {session}: frames the old session did not deliver are lost"})
+        self._init_buffers(start)
+        self._buf[: n - start] = tail
+        self._tbuf[: n - start] = ttail
+        self._fill = n - start
+        log.info("archive %s: resumed at %d samples, next frame %s", self.path, n, old.get("next_seq"))
+
+    def _append(self, data: np.ndarray, ts: np.ndarray, next_seq: int | None) -> None:
+        n = data.shape[0]
+        cs = self._buf.shape[0]
+        i = 0
+        while i < n:
+            take = min(cs - self._fill, n - i)
+            self._buf[self._fill:self._fill + take] = data[i:i + take]
+            self._tbuf[self._fill:self._fill + take] = ts[i:i + take]
+            self._fill += take
+            i += take
+            if self._fill == cs:
+                if i == n and next_seq is not None:
+                    self._frames.append((next_seq, self._total))
+                    next_seq = None
+                self._write_chunk(cs)
+        if next_seq is not None:
+            self._frames.append((next_seq, self._total))
+
+    def _write_chunk(self, n: int) -> None:
+        start = self._chunk_start
+        c = self._buf.shape[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.samples.resize((start + n, c))
+            self.timestamps.resize((start + n,))
+            self.samples[start:start + n] = self._buf[:n]
+            self.timestamps[start:start + n] = self._tbuf[:n]
+        self.meta["checksums"]["samples"].append(crc32(self._buf[:n]))
+        self.meta["checksums"]["timestamps"].append(crc32(self._tbuf[:n]))
+        end = start + n
+        # durable point: the last frame that ends inside what is now written
+        done = [f for f in self._frames if f[1] <= end]
+        if done:
+            self.meta["next_seq"] = int(done[-1][0])
+            self.meta["n_samples"] = int(done[-1][1])
+        elif self.meta["next_seq"] is None:
+            self.meta["n_samples"] = end  # plain-sink path: every sample counts
+        self._frames = [f for f in self._frames if f[1] > end]
+        self._chunk_start = end
+        self._fill = 0
+        if n < self._buf.shape[0]:  # close(): a short last chunk; a resume rewrites it as a full one
+            self.meta["n_samples"] = end
+        self._save_meta()
+
+    def _add_gap_record(self, rec: dict[str, Any]) -> None:
+        self.meta["gaps"].append(rec)
+
+    def _save_meta(self) -> None:
+        self.group.attrs[ATTR] = self.meta
+
+
+def _same_stream(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("name", "type", "source_id", "nominal_srate", "channel_count", "channel_format")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+__all__ = ["ArchiveSink", "ARCHIVE_CODEC", "ATTR", "FORMAT_VERSION", "crc32", "asdict"]

@@ -1,0 +1,54 @@
+"""On-disk spool: exact bytes back, cumulative release frees disk, overflow is counted and logged."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from neurolink.errors import ConfigError
+from neurolink.reliable.spool import Spool
+
+
+def _msg(i: int) -> bytes:
+    return bytes([i % 251]) * (500 + i % 37)
+
+
+def test_get_release(tmp_path):
+    sp = Spool(tmp_path, capacity_bytes=1 << 20, segment_bytes=8192)
+    for i in range(100):
+        sp.append(i, _msg(i))
+    assert sp.frames == 100 and sp.oldest_seq == 0 and sp.end_seq == 100
+    assert all(sp.get(i) == _msg(i) for i in range(100))
+    assert sp.get(100) is None
+    n = sp.release_below(50)
+    assert n > 0 and sp.oldest_seq <= 50 and all(sp.get(i) == _msg(i) for i in range(50, 100))
+    files = len(list(tmp_path.iterdir()))
+    sp.release_below(100)
+    assert sp.frames == 0 and sp.bytes == 0 and len(list(tmp_path.iterdir())) < files
+    sp.append(100, _msg(100))
+    assert sp.get(100) == _msg(100)
+    sp.close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_overflow_is_loud(tmp_path, caplog):
+    sp = Spool(tmp_path, capacity_bytes=16384, segment_bytes=4096)
+    with caplog.at_level(logging.ERROR):
+        for i in range(200):
+            sp.append(i, _msg(i))
+    assert sp.overflow_frames > 0 and sp.overflow_events > 0
+    assert sp.bytes <= 16384
+    assert sp.oldest_seq == sp.overflow_frames  # the oldest frames went first
+    assert sp.get(199) == _msg(199) and sp.get(0) is None
+    assert any("FULL" in r.message for r in caplog.records)
+
+
+def test_bad_config_and_order(tmp_path):
+    with pytest.raises(ConfigError, match="spool_mb"):
+        Spool(tmp_path, capacity_bytes=5000, segment_bytes=4096)
+    sp = Spool(tmp_path, capacity_bytes=1 << 16, segment_bytes=4096)
+    sp.append(5, b"x")
+    with pytest.raises(ValueError, match="backwards"):
+        sp.append(3, b"y")
+    sp.close()
