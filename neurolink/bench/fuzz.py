@@ -146,6 +146,12 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
             continue
     if not seeds:
         raise CodecError(f"{target['name']}: could not encode any seed frame")
+    for blob in seeds:  # warm-up in the unwatched setup phase: numba compiles the decoder on first call
+        try:
+            dec.decode(blob)
+        except CodecError:
+            pass
+    dec.reset()
     return dec.decode, seeds, False, dec.reset
 
 
