@@ -352,8 +352,4 @@ class Sender:
         return out
 
 
-def frame_samples_for(meta: StreamMeta, frame_ms: float) -> int:
-    return max(1, int(round(meta.nominal_srate * frame_ms / 1000.0))) if meta.nominal_srate > 0 else 1
-
-
-__all__ = ["Sender", "StreamSpec", "StreamStats", "frame_samples_for", "np"]
+__all__ = ["Sender", "StreamSpec", "StreamStats"]

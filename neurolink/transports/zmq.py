@@ -52,6 +52,33 @@ class _ZmqCommon:
         self._ctx = context or zmq.asyncio.Context.instance()
         self.stats = TransportStats()
 
+    def _open(self, data_type: int, fb_type: int, fb_hwm: int, data_linger: int, bind: bool) -> None:
+        """Create, secure and bind/connect the data and feedback sockets (both ends share this)."""
+        try:
+            self._data = self._ctx.socket(data_type)
+            if data_type == zmq.XPUB:
+                self._data.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue raises EAGAIN: counted, not silent
+            elif data_type == zmq.SUB:
+                self._data.setsockopt(zmq.SUBSCRIBE, b"")
+            self._data.setsockopt(zmq.SNDHWM if data_type in (zmq.XPUB, zmq.PUSH) else zmq.RCVHWM, self.hwm)
+            self._data.setsockopt(zmq.LINGER, data_linger)
+            self._fb = self._ctx.socket(fb_type)
+            self._fb.setsockopt(zmq.RCVHWM if fb_type == zmq.PULL else zmq.SNDHWM, fb_hwm)
+            self._fb.setsockopt(zmq.LINGER, 0)
+            for sock, ep in ((self._data, self.data_ep), (self._fb, self.feedback_ep)):
+                self._apply_security(sock, server=bind)
+                if bind:
+                    sock.bind(ep)
+                else:
+                    sock.connect(ep)
+        except zmq.ZMQError as exc:
+            raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
+
+    async def close(self) -> None:
+        for s in (getattr(self, "_data", None), getattr(self, "_fb", None)):
+            if s is not None:
+                s.close()
+
     def _apply_security(self, sock: zmq.Socket, server: bool) -> None:
         if self.curve:
             from neurolink.security.curve import apply_curve  # optional layer
@@ -64,27 +91,8 @@ class ZmqSender(_ZmqCommon, SenderTransport):
 
     async def start(self) -> None:
         bind = True if self.bind is None else self.bind
-        try:
-            if self.pattern == "pubsub":
-                self._data = self._ctx.socket(zmq.XPUB)
-                self._data.setsockopt(zmq.XPUB_NODROP, 1)
-            else:
-                self._data = self._ctx.socket(zmq.PUSH)
-            self._data.setsockopt(zmq.SNDHWM, self.hwm)
-            self._data.setsockopt(zmq.LINGER, 200)
-            self._apply_security(self._data, server=bind)
-            self._fb = self._ctx.socket(zmq.PULL)
-            self._fb.setsockopt(zmq.RCVHWM, self.hwm)
-            self._fb.setsockopt(zmq.LINGER, 0)
-            self._apply_security(self._fb, server=bind)
-            if bind:
-                self._data.bind(self.data_ep)
-                self._fb.bind(self.feedback_ep)
-            else:
-                self._data.connect(self.data_ep)
-                self._fb.connect(self.feedback_ep)
-        except zmq.ZMQError as exc:
-            raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
+        data_type = zmq.XPUB if self.pattern == "pubsub" else zmq.PUSH
+        self._open(data_type, zmq.PULL, self.hwm, 200, bind)
 
     async def wait_ready(self, timeout: float) -> bool:
         """XPUB sees subscriptions: wait for the first one (PUSH has no such signal)."""
@@ -114,38 +122,14 @@ class ZmqSender(_ZmqCommon, SenderTransport):
         self.stats.bytes_received += len(msg)
         return msg
 
-    async def close(self) -> None:
-        for s in (getattr(self, "_data", None), getattr(self, "_fb", None)):
-            if s is not None:
-                s.close()
-
 
 class ZmqReceiver(_ZmqCommon, ReceiverTransport):
     """Connects (by default) to the sender's data and feedback sockets."""
 
     async def start(self) -> None:
         bind = False if self.bind is None else self.bind
-        try:
-            if self.pattern == "pubsub":
-                self._data = self._ctx.socket(zmq.SUB)
-                self._data.setsockopt(zmq.SUBSCRIBE, b"")
-            else:
-                self._data = self._ctx.socket(zmq.PULL)
-            self._data.setsockopt(zmq.RCVHWM, self.hwm)
-            self._data.setsockopt(zmq.LINGER, 0)
-            self._apply_security(self._data, server=bind)
-            self._fb = self._ctx.socket(zmq.PUSH)
-            self._fb.setsockopt(zmq.SNDHWM, 100)
-            self._fb.setsockopt(zmq.LINGER, 0)
-            self._apply_security(self._fb, server=bind)
-            if bind:
-                self._data.bind(self.data_ep)
-                self._fb.bind(self.feedback_ep)
-            else:
-                self._data.connect(self.data_ep)
-                self._fb.connect(self.feedback_ep)
-        except zmq.ZMQError as exc:
-            raise TransportError(f"zmq: cannot open {self.data_ep} / {self.feedback_ep}: {exc}") from exc
+        data_type = zmq.SUB if self.pattern == "pubsub" else zmq.PULL
+        self._open(data_type, zmq.PUSH, 100, 0, bind)
 
     async def recv(self) -> bytes:
         msg = await self._data.recv(copy=True)
@@ -162,11 +146,6 @@ class ZmqReceiver(_ZmqCommon, ReceiverTransport):
         self.stats.sent += 1
         self.stats.bytes_sent += len(msg)
         return True
-
-    async def close(self) -> None:
-        for s in (getattr(self, "_data", None), getattr(self, "_fb", None)):
-            if s is not None:
-                s.close()
 
 
 register_transport("zmq", ZmqSender, ZmqReceiver)
