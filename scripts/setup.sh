@@ -29,3 +29,5 @@ VPY="$VENV/bin/python"
 # otherwise pip resolves a multi-GB CUDA build.
 "$VPY" -m pip install -q "torch==2.13.0" "stable-baselines3>=2.3" -e ".[train,bench,archive,test,dev]"
 "$VPY" -m neurolink sys-info || true
+# Fill numba's on-disk cache once, so the first live frames of a daemon or the demo never wait for a compile.
+"$VPY" -m neurolink.codecs.warmup || echo "[setup] codec warm-up failed (kernels will compile on first use)"
