@@ -14,7 +14,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from neurolink.codecs import load_ladder
+from neurolink.codecs.warmup import warm_up
 from neurolink.config import load_receiver_config, load_sender_config
 from neurolink.errors import ConfigError
 from neurolink.receiver import Receiver
@@ -77,6 +80,7 @@ async def run_sender(cfg: dict[str, Any]) -> int:
                     header_interval_s=cfg["sender"]["header_interval_s"], sealer=sealer,
                     wait_receiver_s=cfg["sender"]["wait_receiver_s"],
                     reliable=build_reliable_sender(cfg["reliable"]))
+    await _warm_codecs([list(sp.ladder or load_ladder()) for sp in specs])
     m = cfg["metrics"]
     tel = Telemetry("sender", sender.summary, status_file=m["status_file"], prometheus_port=m["prometheus_port"],
                     log_interval_s=m["log_interval_s"])
@@ -95,10 +99,21 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
     receiver = Receiver(make_receiver_transport(tcfg), sinks, conceal=cfg["receiver"]["conceal"],
                         control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener,
                         jitter_ms=cfg["receiver"]["jitter_ms"], reliable=build_reliable_receiver(cfg["archive"]))
+    # the receiver learns each stream's codecs from its header; warm the packaged ladder, the usual case
+    await _warm_codecs([list(load_ladder())])
     m = cfg["metrics"]
     tel = Telemetry("receiver", receiver.summary, status_file=m["status_file"], prometheus_port=m["prometheus_port"],
                     log_interval_s=m["log_interval_s"])
     return await _serve(receiver, tel)
+
+
+async def _warm_codecs(ladders: list[list[dict[str, Any]]]) -> None:
+    """Compile codec kernels before any frame flows (numba specialises on dtype, not on shape)."""
+    configs = [c for ladder in ladders for c in ladder]
+    spent = 0.0
+    for dtype in (np.int16, np.int32):
+        spent += await asyncio.to_thread(warm_up, configs, 8, 30, dtype)
+    log.info("codec kernels ready in %.1f s", spent)
 
 
 async def _serve(node: Sender | Receiver, tel: Telemetry) -> int:
