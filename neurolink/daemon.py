@@ -61,10 +61,11 @@ def _security(cfg: dict[str, Any], transport: dict[str, Any], role: str) -> Any:
     if transport.get("curve"):
         sec.setdefault("curve", transport["curve"])
     if transport.get("kind", "zmq") == "zmq":
-        endpoint = transport.get("data", "tcp://127.0.0.1:5556")
-    else:
-        endpoint = f"tcp://{transport.get('host', '127.0.0.1')}:{transport.get('port', 1883)}"
-    require_security(endpoint, sec)
+        require_security(transport.get("data", "tcp://127.0.0.1:5556"), sec)
+    else:  # MQTT: TLS + client authentication counts as link security too
+        from neurolink.transports.mqtt_tls import require_mqtt_security
+
+        require_mqtt_security(transport, sec)
     return cipher_from_config(cfg.get("security"), role=role)
 
 

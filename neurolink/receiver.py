@@ -71,6 +71,7 @@ class _RxStream:
         self.held: dict[int, tuple[wire.Frame, int]] = {}  # jitter buffer: frames waiting for a missing one
         self.pending: list[tuple[np.ndarray, np.ndarray, bool]] = []  # held until the clock settles
         self.created = time.monotonic()
+        self._offsets: dict[int, np.ndarray] = {}  # n_samples -> arange(n) / fs (read-only)
         # LSL's local_clock is the machine's monotonic clock: on the sender's own host the offset is 0
         self.same_host = bool(header.hostname) and header.hostname == socket.gethostname()
         if self.same_host:
@@ -85,6 +86,16 @@ class _RxStream:
         self.probe_echo = 0.0
         for s in sinks:
             s.open(header)
+
+    def offsets(self, n: int) -> np.ndarray:
+        """``arange(n) / fs``, computed once per frame length (every frame but the last has the same)."""
+        o = self._offsets.get(n)
+        if o is None:
+            if len(self._offsets) > 64:
+                self._offsets.clear()
+            o = self._offsets[n] = np.arange(n) / self.fs
+            o.flags.writeable = False
+        return o
 
     def decoder(self, level: int):
         if level not in self.decoders:
@@ -124,6 +135,7 @@ class Receiver:
         self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
         self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
         self.opener = opener  # optional end-to-end decryption: .open(msg) -> wire bytes, .seal(msg) -> bytes
+        self._open_parsed = getattr(opener, "open_parsed", None)  # FrameCipher: frames come back parsed
         self.reliable = reliable  # optional archive path (neurolink.reliable.receiver.ReliableReceiver)
         self.streams: dict[int, _RxStream] = {}
         self.rejected_security = 0
@@ -171,7 +183,14 @@ class Receiver:
         """Process one wire message; malformed input is counted and logged (rate-limited), never raised."""
         if self.opener is not None:
             try:
-                msg = self.opener.open(msg)
+                if self._open_parsed is not None:  # frames come back parsed: no rebuilt CRC, no second parse
+                    opened = self._open_parsed(msg)
+                    if isinstance(opened, wire.Frame):
+                        self._on_frame_checked(opened)
+                        return
+                    msg = opened
+                else:
+                    msg = self.opener.open(msg)
             except SecurityError as exc:
                 self.rejected_security += 1
                 if self.rejected_security in (1, 10, 100) or self.rejected_security % 1000 == 0:
@@ -190,6 +209,15 @@ class Receiver:
                     self.reliable.on_message(self, msg)
             else:
                 raise WireFormatError("msg_type", 5, f"unexpected message type {mtype} on the data channel")
+        except (WireFormatError, CodecError) as exc:
+            self.bad_messages += 1
+            if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
+                log.warning("rejected message (%d so far): %s", self.bad_messages, exc)
+
+    def _on_frame_checked(self, f: wire.Frame) -> None:
+        """An already parsed (decrypted) frame: same accounting as :meth:`handle` for a plaintext one."""
+        try:
+            self._on_frame(f, wire.FRAME_HEADER_SIZE + len(f.payload) + 4)  # its plaintext wire size
         except (WireFormatError, CodecError) as exc:
             self.bad_messages += 1
             if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
@@ -325,7 +353,7 @@ class Receiver:
         s.frames_ok += 1
         st.iv_ok += 1
         s.raw_bytes += data.nbytes
-        ts = t0 + np.arange(h.n_samples) / fs if fs > 0 else np.full(h.n_samples, t0)
+        ts = t0 + st.offsets(h.n_samples) if fs > 0 else np.full(h.n_samples, t0)
         self._emit(st, data, ts, concealed=False)
         now = pylsl.local_clock()
         lat = (now - (ts[-1] - (st.applied_offset or 0.0))) * 1000.0

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from neurolink.lsl import make_info, pylsl
 from neurolink.netutil import free_port
+from neurolink.sources.lsl_inlet import ChunkPuller
 
 FS = 30000.0
 FRAME = 30  # samples per 1 ms chunk / frame
@@ -77,19 +78,25 @@ class Probe:
         return self
 
     def _run(self) -> None:
+        # One liblsl call per chunk into reused buffers, the arrival stamped right after it returns: the
+        # probe itself must cost little (it shares the machine with both daemons) and time both streams
+        # alike. Pulls wait for whole 1 ms chunks (both streams are pushed in 30-sample chunks), so a
+        # chunk that liblsl hands over sample by sample is not timed at its first sample on one stream
+        # and at its last on the other.
         clock = pylsl.local_clock
+        puller = ChunkPuller(self.inlet, 4096)
         while not self.stop.is_set():
             try:
-                data, ts = self.inlet.pull_chunk(timeout=0.1, max_samples=4096, min_samples=1, as_numpy=True)
+                n = puller.pull(0.1, FRAME - self.count % FRAME)
             except pylsl.util.LostError:  # the receiver process ended: nothing more will come
                 return
             t = clock()
-            if ts is None or len(ts) == 0:
+            if n == 0:
                 continue
-            self.arrivals.append((t, len(ts)))
-            self.ts.append(np.asarray(ts, dtype=np.float64).copy())
-            self.col0.append(np.asarray(data)[:, 0].copy())
-            self.count += len(ts)
+            self.arrivals.append((t, n))
+            self.ts.append(puller.ts[:n].copy())
+            self.col0.append(puller.data[:n, 0].copy())
+            self.count += n
 
     def close(self) -> None:
         self.stop.set()
@@ -135,6 +142,13 @@ def _cpu(p: psutil.Process) -> float:
         return float("nan")
 
 
+def _rss_mb(p: psutil.Process) -> float:
+    try:
+        return p.memory_info().rss / 1e6
+    except psutil.Error:
+        return float("nan")
+
+
 def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any, tmp: Path,
             encrypted: bool = False) -> dict[str, Any]:
     block, _ = base_block(channels)
@@ -173,6 +187,7 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
             i = j
         cpu1 = [_cpu(p) for p in procs]
         wall = time.monotonic() - w0
+        rss = [_rss_mb(p) for p in procs]
         end = time.monotonic() + 10
         while rep.count < n_total and time.monotonic() < end:
             time.sleep(0.05)
@@ -197,6 +212,7 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
     res = _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
     res["encrypted"] = encrypted
+    res["sender_rss_mb"], res["receiver_rss_mb"] = rss
     return res
 
 
@@ -223,6 +239,8 @@ def _analyse(kind, channels, seconds, warmup, direct: Probe, rep: Probe, n_total
         "added_latency_last_1s_p50_ms": float(np.median(added[-int(FS):])) if added.size else float("nan"),
         "keeps_up": bool(n == n_total and tput >= 0.98 * FS),  # delivered everything at the source's pace
         "added_latency_max_ms": float(added.max()) if added.size else float("nan"),
+        # sustained runs: p99 per 10 s window, to see drift or a backlog building up
+        "added_latency_p99_per_10s_ms": [float(np.percentile(w, 99)) for w in np.array_split(added, max(1, int(added.size // (10 * FS)))) if w.size],
         "samples_pushed": n_total, "samples_direct": direct.count, "samples_republished": rep.count,
         "samples_measured": int(added.size),
         "values_match_ch0": bool(n == n_total and np.array_equal(v_d, v_r)),
@@ -262,6 +280,12 @@ def print_table(runs: list[dict[str, Any]]) -> None:
               f"{'yes' if r['values_match_ch0'] else 'NO':>6}")
     print("added latency = arrival at an LSL inlet on the republished stream minus arrival of the same sample at a "
           "direct inlet on the source; cpu = fraction of one core")
+    for r in runs:  # sustained runs: does the tail stay put over time?
+        w = r.get("added_latency_p99_per_10s_ms") or []
+        if len(w) > 1:
+            name = r["transport"] + ("+aead" if r.get("encrypted") else "")
+            print(f"{name} {r['channels']} ch p99 per 10 s (ms): " + " ".join(f"{v:.2f}" for v in w)
+                  + f"; rss tx {r.get('sender_rss_mb', float('nan')):.0f} MB rx {r.get('receiver_rss_mb', float('nan')):.0f} MB")
 
 
 def plot(runs: list[dict[str, Any]], path: str) -> None:
@@ -299,7 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short smoke run (16 ch, 1 s)")
     ap.add_argument("--no-encrypted", dest="encrypted", action="store_false",
                     help="skip the encrypted ZeroMQ runs (ChaCha20-Poly1305 end to end; on by default)")
+    ap.add_argument("--realtime", type=int, default=0, metavar="PRIO",
+                    help="run the bench and both daemons at SCHED_FIFO priority PRIO (Linux, root or CAP_SYS_NICE): "
+                         "on a machine shared with other work, so their load does not dominate the tails; 0 = off")
     args = ap.parse_args(argv)
+    if args.realtime:
+        try:  # inherited by the worker processes (and mosquitto) started below
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
+        except (AttributeError, OSError) as exc:
+            print(f"error: --realtime {args.realtime}: cannot switch to SCHED_FIFO ({exc})")
+            return 2
     if args.quick:
         args.seconds, args.warmup, args.channels = 1.0, 1.5, [16]
     bad = [t for t in args.transports if t not in ("zmq", "mqtt")]
@@ -334,10 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.close()
     print_table(runs)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (tails grow with other load)")
+    rt = f"; bench and daemons at SCHED_FIFO {args.realtime}" if args.realtime else ""
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (tails grow with other load){rt}")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "source": what, "cpu_count": os.cpu_count(),
-                                               "loadavg_1m_end": os.getloadavg()[0]}, indent=1, default=float))
+                                               "loadavg_1m_end": os.getloadavg()[0], "realtime_priority": args.realtime},
+                                              indent=1, default=float))
     if args.png:
         plot(runs, args.png)
     return 0 if all(r["samples_measured"] > 0 for r in runs) else 1

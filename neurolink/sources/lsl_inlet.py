@@ -1,12 +1,19 @@
 """LSL inlet source: resolve by name/type/source_id, bounded buffer, flush on start, recover on loss.
 
-A reader thread blocks in liblsl (``pull_chunk(min_samples=1)``) so the event loop never polls; chunks
-are handed to the loop through a bounded drop-oldest queue whose overflow is counted, never silent.
+A reader thread blocks in liblsl so the event loop never polls; chunks are handed to the loop through a
+bounded drop-oldest queue whose overflow is counted, never silent.
+
+Per chunk the reader makes one liblsl call into preallocated buffers (:class:`ChunkPuller`) and one
+copy. When the consumer cuts frames (:meth:`LSLSource.align_to_frames`), each pull waits for the rest
+of the current frame instead of returning after the first sample: liblsl hands a pushed chunk over
+sample by sample, so ``min_samples=1`` often split a 1 ms chunk into 1 + 29 samples and the frame
+waited for a second thread hand-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 import time
@@ -42,6 +49,48 @@ def resolve_stream(predicate: str, timeout: float) -> pylsl.StreamInfo:
     return found[0]
 
 
+class ChunkPuller:
+    """Pull numeric samples from a pylsl inlet into preallocated buffers, one liblsl call per pull.
+
+    Why: ``StreamInlet.pull_chunk(min_samples=1)`` allocates a ``max_samples x channels`` array on every
+    call (twice, then concatenates): ~8 MB of address space per 1 ms chunk at 1024 channels.
+    The returned arrays are views into the reused buffers: copy what you keep.
+    """
+
+    def __init__(self, inlet: pylsl.StreamInlet, max_samples: int) -> None:
+        dtype = getattr(inlet, "np_dtype", None)
+        if dtype is None:
+            raise SourceLostError("LSL inlet", "string streams are not supported by the frame codecs yet")
+        self.n_ch = int(inlet.channel_count)
+        self.max_samples = int(max_samples)
+        self.data = np.empty((self.max_samples, self.n_ch), dtype=dtype)
+        self.ts = np.empty(self.max_samples, dtype=np.float64)
+        self._fn = inlet.do_pull_chunk
+        self._obj = inlet.obj
+        self._row = self.data.strides[0]
+        self._d0 = self.data.ctypes.data
+        self._t0 = self.ts.ctypes.data
+        self._err = ctypes.c_int()
+        self._inlet = inlet  # keeps the liblsl handle alive as long as this puller
+
+    def _call(self, off: int, k: int, timeout: float) -> int:
+        got = self._fn(self._obj, ctypes.c_void_p(self._d0 + off * self._row), ctypes.c_void_p(self._t0 + 8 * off),
+                       ctypes.c_size_t(k * self.n_ch), ctypes.c_size_t(k), ctypes.c_double(timeout),
+                       ctypes.byref(self._err))
+        if self._err.value:
+            pylsl.util.handle_error(self._err)  # LostError, TimeoutError, ...
+        return int(got) // self.n_ch
+
+    def pull(self, timeout: float, need: int = 1) -> int:
+        """Wait up to ``timeout`` s for ``need`` samples, then add what else is queued; returns the count
+        (fewer than ``need`` on timeout). Samples are ``data[:n]``, timestamps ``ts[:n]``."""
+        need = min(max(1, need), self.max_samples)
+        n = self._call(0, need, timeout)
+        if n == need and n < self.max_samples:
+            n += self._call(n, self.max_samples - n, 0.0)
+        return n
+
+
 class LSLSource(Source):
     def __init__(
         self,
@@ -70,6 +119,13 @@ class LSLSource(Source):
         self.lost_events = 0
         self.connected = False
         self.meta: StreamMeta
+        self._align = 1  # consumer's frame length in samples (see align_to_frames)
+        self._evicted = 0  # samples of chunks the queue dropped (keeps the frame phase right)
+
+    def align_to_frames(self, frame_samples: int) -> None:
+        """The consumer cuts frames of ``frame_samples``: return chunks ending on frame boundaries when
+        the source allows it, so a frame never waits for a second hand-off."""
+        self._align = max(1, int(frame_samples))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> StreamMeta:
@@ -109,6 +165,7 @@ class LSLSource(Source):
             await self.open()
         loop = asyncio.get_running_loop()
         self._queue = DropOldestQueue(self._queue_chunks)
+        self._evicted = 0
         self._stop.clear()
         self._thread = threading.Thread(target=self._reader, args=(loop,), name=f"lsl-in:{self.meta.name}", daemon=True)
         self._thread.start()
@@ -140,17 +197,29 @@ class LSLSource(Source):
         return sum(c.data.shape[0] for c in self._queue.peek_all())
 
     # -- reader thread -----------------------------------------------------------------------------
-    def _reader(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _put(self, chunk: Chunk) -> None:
+        """Runs on the event loop: enqueue, and remember evicted samples so the reader's frame phase holds."""
         assert self._queue is not None
-        q = self._queue
+        evicted = self._queue.put_nowait(chunk)
+        if evicted is not None:
+            self._evicted += evicted.data.shape[0]
+
+    def _reader(self, loop: asyncio.AbstractEventLoop) -> None:
+        puller: ChunkPuller | None = None
+        delivered = 0
         while not self._stop.is_set():
             inlet = self._inlet
             if inlet is None:
+                puller = None
                 if not self._recover():
                     return
                 continue
             try:
-                data, ts = inlet.pull_chunk(timeout=0.2, max_samples=self.max_chunk, min_samples=1, as_numpy=True)
+                if puller is None:
+                    puller = ChunkPuller(inlet, self.max_chunk)
+                align = self._align
+                need = align - (delivered - self._evicted) % align  # samples to the end of the current frame
+                n = puller.pull(0.2, need)
             except pylsl.util.LostError:
                 self.lost_events += 1
                 self.connected = False
@@ -162,11 +231,12 @@ class LSLSource(Source):
                 log.error("LSL source %r failed: %s", self.meta.name, exc)
                 self._inlet = None
                 continue
-            if data is None or len(ts) == 0:
+            if n == 0:
                 continue
-            chunk = Chunk(np.array(data, copy=True), np.asarray(ts, dtype=np.float64).copy())
-            self.samples_in += len(ts)
-            loop.call_soon_threadsafe(q.put_nowait, chunk)
+            chunk = Chunk(puller.data[:n].copy(), puller.ts[:n].copy())
+            self.samples_in += n
+            delivered += n
+            loop.call_soon_threadsafe(self._put, chunk)
 
     def _recover_predicate(self) -> str:
         if self.meta.source_id:

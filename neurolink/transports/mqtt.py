@@ -12,6 +12,10 @@ broker restart never ends the daemon. While disconnected, sends are refused and 
 ``stats.reconnects``; each outage is logged once when it starts and once when it ends. Outgoing and
 incoming queues are bounded and drop the oldest message (counted). aiomqtt leaves Nagle on, which
 adds ~6 ms per small QoS 0 message on loopback, so we set ``TCP_NODELAY`` through ``socket_options``.
+
+TLS and broker credentials (``tls``, ``ca_file``, ``cert_file``, ``password_env``, ...) are validated and
+turned into client arguments in mqtt_tls.py; ``share_group`` selects the receiver-group classes of
+mqtt_group.py (one owner per stream on top of shared subscriptions).
 """
 
 from __future__ import annotations
@@ -29,10 +33,20 @@ import aiomqtt
 
 from neurolink.errors import ConfigError, TransportError
 from neurolink.transports.base import ReceiverTransport, SenderTransport, TransportStats, register_transport
+from neurolink.transports.mqtt_tls import (
+    TlsSettings,
+    describe_connect_error,
+    is_config_failure,
+    resolve_password,
+)
 
 log = logging.getLogger(__name__)
 
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+# paho logs every failed retry at ERROR; the supervisor logs once per outage or changed reason instead.
+# Lower this logger's level to see paho's own messages.
+PAHO_LOG = logging.getLogger(f"{__name__}.paho")
+PAHO_LOG.setLevel(logging.CRITICAL)
 _KINDS = {"data": "data", "clock": "data", "header": "header"}
 
 
@@ -86,6 +100,13 @@ class _MqttCommon:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        password_env: str | None = None,
+        password_file: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls_insecure: bool = False,
         queue: int = 10000,
         keepalive: int = 30,
         backoff_min_s: float = 0.05,
@@ -96,7 +117,9 @@ class _MqttCommon:
         if unknown:
             k = sorted(unknown)[0]
             raise ConfigError(f"transport.{k}", "unknown key; allowed keys are host, port, prefix, name, qos, "
-                              "client_id, username, password, queue, keepalive, backoff_min_s, backoff_max_s, connect_timeout_s")
+                              "client_id, username, password, password_env, password_file, tls, ca_file, cert_file, key_file, "
+                              "tls_insecure, queue, keepalive, backoff_min_s, backoff_max_s, connect_timeout_s "
+                              "(receivers also share_group, max_streams; senders share_group, announce_interval_s)")
         self.host = _check("host", host, str)
         self.port = _check("port", port, int, 1)
         if port > 65535:
@@ -110,9 +133,9 @@ class _MqttCommon:
         self.qos = qos
         self.client_id = _check("client_id", client_id, str) if client_id is not None else f"nl-{self.role}-{uuid.uuid4().hex[:10]}"
         self.username = _check("username", username, str) if username is not None else None
-        self.password = _check("password", password, str) if password is not None else None
-        if self.password is not None and self.username is None:
-            raise ConfigError("transport.password", "given without transport.username")
+        self.password = resolve_password(username, password, password_env, password_file)
+        self.tls = TlsSettings.from_config(tls, ca_file, cert_file, key_file, tls_insecure)
+        self._tls_kwargs = self.tls.client_kwargs()  # builds the SSL context now: bad files fail at startup
         self.queue = _check("queue", queue, int, 1)
         self.keepalive = _check("keepalive", keepalive, int, 1)
         self.backoff_min_s = float(_check("backoff_min_s", backoff_min_s, (int, float), 0.001))
@@ -125,6 +148,8 @@ class _MqttCommon:
         self._outbox: _Outbox | None = None
         self._inbox: asyncio.Queue[bytes] | None = None
         self.inbox_dropped = 0
+        self.connect_failures = 0  # every failed connection attempt (refusals and TLS failures also in stats.errors)
+        self.last_error = ""
 
     # -- subclasses ---------------------------------------------------------------------------------
     def _subscriptions(self) -> list[str]:
@@ -143,8 +168,8 @@ class _MqttCommon:
             try:  # give the first connection a chance, but a missing broker must not stop the daemon
                 await asyncio.wait_for(self.connected.wait(), self.connect_timeout_s)
             except TimeoutError:
-                log.warning("mqtt %s: broker %s:%d not reachable yet; retrying in the background",
-                            self.role, self.host, self.port)
+                log.warning("mqtt %s: broker %s:%d not reachable yet (%s); retrying in the background",
+                            self.role, self.host, self.port, self.last_error or "no answer")
 
     async def close(self, drain_s: float = 2.0) -> None:
         if self._supervisor is None:
@@ -159,12 +184,30 @@ class _MqttCommon:
         self._supervisor = None
         self.connected.clear()
 
+    def _client_options(self) -> dict[str, Any]:
+        """Extra aiomqtt.Client arguments for subclasses (e.g. a will message)."""
+        return {}
+
     def _client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
             self.host, self.port, username=self.username, password=self.password, identifier=self.client_id,
             keepalive=self.keepalive, timeout=max(self.connect_timeout_s, 1.0), socket_options=NODELAY,
-            max_queued_incoming_messages=self.queue,
+            max_queued_incoming_messages=self.queue, logger=PAHO_LOG, **self._tls_kwargs, **self._client_options(),
         )
+
+    def _connect_failed(self, exc: BaseException) -> str:
+        """Count a failed attempt; log refusals and TLS failures (config problems) as one error line each
+        time the reason changes, not once per retry."""
+        reason = describe_connect_error(exc, self.tls.enabled)
+        self.connect_failures += 1
+        repeated = reason == self.last_error
+        self.last_error = reason
+        if is_config_failure(exc, self.tls.enabled):
+            self.stats.errors += 1
+            if not repeated:
+                log.error("mqtt %s: %s:%d %s; retrying with backoff up to %.1f s", self.role, self.host, self.port,
+                          reason, self.backoff_max_s)
+        return reason
 
     async def _supervise(self) -> None:
         """Connect, run the pumps until the connection breaks, back off, repeat; until close()."""
@@ -184,15 +227,15 @@ class _MqttCommon:
                         log.info("mqtt %s: connected to %s:%d, prefix %r, qos %d", self.role, self.host, self.port,
                                  self.prefix, self.qos)
                     ever_connected = True
+                    self.last_error = ""
                     outage_since = None
                     delay = self.backoff_min_s
                     self.connected.set()
                     await self._pump(client)
                     reason: str = "connection closed"
-            except aiomqtt.MqttError as exc:
-                reason = str(exc) or type(exc).__name__
-            except OSError as exc:  # pragma: no cover - aiomqtt normally wraps these
-                reason = str(exc)
+            except (aiomqtt.MqttError, OSError) as exc:  # OSError includes ssl.SSLError
+                # a drop of a working link is the outage logged below; a failed attempt is counted here
+                reason = str(exc) or type(exc).__name__ if self.connected.is_set() else self._connect_failed(exc)
             self.connected.clear()
             if self._outbox is not None:
                 lost = self._outbox.clear()  # stale by the time we are back: drop and count
@@ -223,15 +266,24 @@ class _MqttCommon:
 
     async def _reader(self, client: aiomqtt.Client) -> None:
         assert self._inbox is not None
+        on_message = self._on_message
         async for m in client.messages:
             payload = m.payload
-            if not isinstance(payload, (bytes, bytearray)):
-                continue
-            if self._inbox.full():  # the consumer is behind: drop the oldest, count it
-                self._inbox.get_nowait()
-                self.inbox_dropped += 1
-                self.stats.dropped += 1
-            self._inbox.put_nowait(bytes(payload))
+            if isinstance(payload, (bytes, bytearray)):
+                on_message(m, payload)
+
+    def _on_message(self, m: aiomqtt.Message, payload: bytes | bytearray) -> None:
+        """One incoming message; subclasses route by ``m.topic`` (shared-subscription groups)."""
+        self._deliver(payload)
+
+    def _deliver(self, payload: bytes | bytearray) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        if inbox.full():  # the consumer is behind: drop the oldest, count it
+            inbox.get_nowait()
+            self.inbox_dropped += 1
+            self.stats.dropped += 1
+        inbox.put_nowait(bytes(payload))
 
     async def _writer(self, client: aiomqtt.Client) -> None:
         box = self._outbox
@@ -302,4 +354,21 @@ class MqttReceiver(_MqttCommon, ReceiverTransport):
         return self._enqueue(self.topic(stream_id, "feedback"), msg, retain=False)
 
 
-register_transport("mqtt", MqttSender, MqttReceiver)
+def _make_sender(**cfg: Any) -> MqttSender:
+    """``transport.share_group`` set: streams go to one member each of a receiver group (mqtt_group.py)."""
+    if cfg.get("share_group") is not None:
+        from neurolink.transports.mqtt_group import MqttGroupSender
+
+        return MqttGroupSender(**cfg)
+    return MqttSender(**cfg)
+
+
+def _make_receiver(**cfg: Any) -> MqttReceiver:
+    if cfg.get("share_group") is not None:
+        from neurolink.transports.mqtt_group import MqttGroupReceiver
+
+        return MqttGroupReceiver(**cfg)
+    return MqttReceiver(**cfg)
+
+
+register_transport("mqtt", _make_sender, _make_receiver)  # type: ignore[arg-type]

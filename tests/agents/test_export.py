@@ -51,3 +51,23 @@ def test_shipped_policy_parity_on_recorded_observations():
     assert meta["parity_torch_vs_onnxruntime"] == 1.0
     if "parity_actions" in meta and rec.is_file():  # onnxruntime now == torch at export time
         assert acts == meta["parity_actions"][: len(acts)]
+
+
+def test_tiny_residual_training_parity_and_offset_zero(tmp_path):
+    """A residual policy round-trips: torch levels == get_controller levels; with the offset-0 bias it IS ``rate``."""
+    from agents.train import residual_config, train
+
+    tr = Trace("t", "t", "pensieve", np.arange(20) * 0.5, np.linspace(0.5, 3, 20) * 1e6, 10.0)
+    res = residual_config("rate", 2)
+    meta = train([tr], tmp_path, 256, 0, 1, 2.0, None, progress=False, augment=False, subproc=False,
+                 residual=res, zero_bias=20.0)
+    assert meta["policy_kind"] == "residual" and meta["residual"]["base"]["id"] == "rate"
+    assert meta["parity_torch_vs_onnxruntime"] == 1.0
+    assert meta["onnx_input_size"] == meta["obs_size"] + 2 * meta["n_levels"]
+    obs = np.load(tmp_path / "rl_policy_parity_obs.npy")
+    assert obs.shape[1] == meta["obs_size"]
+    ctl = get_controller({"id": "rl", "policy": str(tmp_path / "rl_policy.onnx")})
+    rate = get_controller({"id": "rate"})
+    acts = [ctl.act(o) for o in obs]
+    assert acts == meta["parity_actions"]
+    assert acts == [rate.act(o) for o in obs]  # zero_bias 20 >> the tiny training's updates: offset 0 everywhere

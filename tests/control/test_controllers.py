@@ -76,3 +76,22 @@ def test_link_shaper_delivers_and_drops(tmp_path):
     assert s.admit(1000, 10.0) == pytest.approx(10.0 + 0.002 + 0.020)  # queued behind the first
     drops = sum(s.admit(10_000, 10.0) is None for _ in range(1000))
     assert drops > 0 and s.dropped == drops  # the finite buffer overflows
+
+
+def test_rl_loads_plain_and_residual_metadata(tmp_path):
+    """``rl`` reads ``<policy>.json``: no ``residual`` key -> plain policy; a residual spec -> base + offset."""
+    from neurolink.control.residual import ResidualSpec
+    from neurolink.control.rl import load_residual_spec
+
+    onnx = tmp_path / "p.onnx"
+    assert load_residual_spec(onnx) is None  # no metadata at all: plain
+    onnx.with_suffix(".json").write_text('{"obs_size": 64}')
+    assert load_residual_spec(onnx) is None  # old plain policies stay loadable
+    spec = ResidualSpec(base={"id": "rate", "window": 5}, max_offset=1)
+    import json
+
+    onnx.with_suffix(".json").write_text(json.dumps({"residual": spec.to_json()}))
+    assert load_residual_spec(onnx) == spec
+    onnx.with_suffix(".json").write_text(json.dumps({"residual": {"mode": "plain"}}))
+    with pytest.raises(ConfigError, match="residual"):
+        load_residual_spec(onnx)

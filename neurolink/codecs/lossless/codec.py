@@ -3,19 +3,22 @@
 Payload (all modes) starts with one byte: bit7 = self-contained (keyframe or archive), bit6 =
 archive, bits0-5 = frame counter mod 64 (streaming). Self-contained payloads continue with a
 version/dtype byte, varint n_channels and the channel alphabets; every payload then has varint
-n_samples and an MSB-first Rice bitstream (see docs/codecs-lossless.md).
+n_samples and an MSB-first Rice bitstream (see docs/codecs-lossless.md). Version 3 (LPC streams)
+predicted frames have no header at all: a 0 bit, the codes, and a frame check in the last byte's
+spare bits; their keyframes may name an earlier keyframe's weight set instead of resending it.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import Any, ClassVar
 
 import numpy as np
 
 from neurolink.codecs.base import CODE_DTYPES, DTYPE_CODES, MAX_CHANNELS, MAX_DECODED_BYTES, Codec, as_2d
 from neurolink.codecs.lossless import alphabet as alph
-from neurolink.codecs.lossless import fit, lpc
+from neurolink.codecs.lossless import fit, huff, lpc
 from neurolink.codecs.lossless.bitio import bytes_consumed, flush_bits
 from neurolink.codecs.lossless.predict import decode_block, encode_block, init_state
 from neurolink.codecs.lossless.tracker import AlphabetTracker
@@ -24,12 +27,26 @@ from neurolink.errors import CodecError, MissingReferenceError
 
 log = logging.getLogger(__name__)
 
-VERSION = 2  # written; version 1 payloads (fixed predictors, see predict.py) still decode
+VERSION = 3  # written by LPC streams (bit-level framing, below); archive and SELECT streams write v2;
+#: version 1 payloads (fixed predictors, see predict.py) still decode
+VERSION_V2 = 2
 KEY_BIT = 0x80
 ARCHIVE_BIT = 0x40
 SAME_N_BIT = 0x40  # v2 predicted frames: n_samples equals the previous frame's (field omitted)
 ARCHIVE_SEG = 4096  # rows per weight set in archive payloads
 KIND_SELECT, KIND_LPC = 0, 1  # v2 predictor kinds (see docs/codecs-lossless.md)
+KIND_LPC_REF = 2  # v3: LPC with the weight set of an earlier (full) keyframe
+#: v3 streams send the weights in one keyframe of FULL_EVERY (1 s at the defaults); the others name
+#: that weight set by its 24-bit signature: ~2.3 bits per 1 ms tetrode frame. A decoder that missed
+#: the full keyframe waits for the next one.
+FULL_EVERY = 10
+#: v3 residual code per stream: the prefix code of huff.py (~0.03 bit/sample smaller on Gaussian-like
+#: residuals, ~1 ns/sample slower to encode and decode) for frames of at most this many samples,
+#: plain adaptive Rice above (wide frames are throughput-bound: 1024 ch x 30 would lose ~20 % speed)
+PREFIX_MAX_SAMPLES = 4096
+CODER_RICE, CODER_PREFIX = 0, 1
+#: streaming fitter memory: a channel's statistics are scaled by this each time its weights are solved
+FIT_DECAY = 0.9
 #: stream keyframes send LPC weights only when a keyframe interval holds at least this many rows
 #: per channel (the weights cost ~14 bytes per channel; 1 kHz ECoG in 1-sample frames does better
 #: with the backward-adaptive fixed predictors of v1, which cost nothing)
@@ -37,6 +54,13 @@ LPC_MIN_ROWS = 1000
 #: archive: the predictor kind is chosen by trial-encoding this many samples of the block both ways
 ARCHIVE_TRIAL_SAMPLES = 32768
 COUNTER_MOD = 64
+#: v3 keyframes send the weights in units of 2^WEIGHT_DROP (Q12 -> Q8; the fit rounds them before it
+#: computes the bias): the 4-channel table shrinks from ~64 to ~40 bytes, Q6 or Q7 gain nothing more
+WEIGHT_DROP = 4
+#: v3 predicted frames end with the frame index since the keyframe in the r in [CHECK_MIN, CHECK_MIN+7]
+#: bits that fill the last byte (the padding of v2): a gap of < 2^CHECK_MIN frames is always
+#: detected, longer gaps unless 2^r divides them (r varies frame to frame)
+CHECK_MIN = 4
 ESC_BITS = {"int16": 22, "int32": 38}
 #: worst-case bits per sample (escape) -> output buffer bound
 _WORST_BYTES = {"int16": 6, "int32": 8}
@@ -62,6 +86,12 @@ class _State:
         s.framing, s.last_n = self.framing, self.last_n
         s.hist, s.cost, s.rice = self.hist.copy(), self.cost.copy(), self.rice.copy()
         return s
+
+
+def _weight_sig(coefs: np.ndarray) -> int:
+    """24-bit signature of a v3 weight set: a keyframe that reuses weights names them by it, so a
+    decoder holding any other set (an earlier one, another stream's) waits instead of using it."""
+    return zlib.crc32(np.ascontiguousarray(coefs, "<i8").tobytes()) & 0xFFFFFF
 
 
 def _check_bits(cid: str, n_s: int, n_ch: int, n_bytes: int, pos: int) -> None:
@@ -104,15 +134,38 @@ class _State2:
         return s
 
 
+class _State3(_State2):
+    """v3 (LPC, bit-level framing) stream state: adds the frame index since the keyframe."""
+
+    version = 3
+
+    def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray) -> None:
+        super().__init__(n_ch, dtype, alpha, coefs)
+        self.index = 0
+        self.wsig = 0
+        self.full = True
+        self.coder = CODER_RICE
+        self.pfx = np.ones(n_ch, np.int64)  # CODER_PREFIX: per channel 1 prefix code, 0 Rice
+
+    def copy(self) -> _State3:
+        s = _State3.__new__(_State3)
+        s.n_ch, s.dtype, s.alpha, s.coefs, s.last_n = self.n_ch, self.dtype, self.alpha, self.coefs, self.last_n
+        s.seg, s.erow, s.index, s.wsig, s.full = self.seg, self.erow, self.index, self.wsig, self.full
+        s.coder, s.pfx = self.coder, self.pfx
+        s.hist, s.rice = self.hist.copy(), self.rice.copy()
+        return s
+
+
 class _Fitter:
     """Streaming encoder's running least-squares statistics; weights for the next keyframe are solved
     a slice of channels per frame so no single frame pays for all of them."""
 
-    def __init__(self, n_ch: int, interval: int) -> None:
+    def __init__(self, n_ch: int, interval: int, drop: int = 0) -> None:
+        self.drop = drop
         self.stats = np.zeros((n_ch, fit.N_FEAT, fit.N_FEAT), np.float64)
         self.count = np.zeros(n_ch, np.int64)
         self.pending = np.zeros((n_ch, lpc.N_COEF), np.int64)
-        fit.solve(self.stats, self.count, 0, n_ch, self.pending)  # defaults
+        fit.solve(self.stats, self.count, 0, n_ch, self.pending, drop)  # defaults
         self.slice = -(-n_ch // max(1, interval // 2)) if n_ch else 0
         self.next_c = 0
 
@@ -124,14 +177,14 @@ class _Fitter:
         step = max(1, n_s // rows)
         fit.accumulate_frame(codes, hist, min(3, n_s) if full else n_s - 1 - step * (rows - 1), step, self.stats, self.count)
         if full:
-            fit.solve(self.stats, self.count, 0, n_ch, self.pending)
+            fit.solve(self.stats, self.count, 0, n_ch, self.pending, self.drop)
             self.next_c = 0
         elif self.next_c < n_ch:
             stop = min(n_ch, self.next_c + self.slice)
-            fit.solve(self.stats, self.count, self.next_c, stop, self.pending)
-            # exponential memory: a channel's statistics count half once its weights are solved
-            self.stats[self.next_c : stop] *= 0.5
-            self.count[self.next_c : stop] //= 2
+            fit.solve(self.stats, self.count, self.next_c, stop, self.pending, self.drop)
+            # exponential memory: a channel's statistics fade once its weights are solved
+            self.stats[self.next_c : stop] *= FIT_DECAY
+            self.count[self.next_c : stop] = (self.count[self.next_c : stop] * FIT_DECAY).astype(np.int64)
             self.next_c = stop
 
     def take(self) -> np.ndarray:
@@ -179,6 +232,10 @@ class NlLossless(Codec):
         self._since_key = 0
         self._dec: _State | _State2 | None = None
         self._dec_expected = -1
+        self._keys_since_full = 0
+        self._keys_total = 0
+        self._wset: tuple[int, np.ndarray] | None = None  # decoder: last full v3 weight set (signature, coefs)
+        self._code_cost: np.ndarray | None = None  # encoder: per channel (Rice, prefix) bits so far
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
@@ -197,11 +254,13 @@ class NlLossless(Codec):
 
         if self._enc is None or self._enc.n_ch != n_ch or self._enc.dtype != dt:
             self._tracker = AlphabetTracker(n_ch, dt, stable_frames=self.keyframe_interval)
-            self._fitter = _Fitter(n_ch, self.keyframe_interval)
+            self._fitter = _Fitter(n_ch, self.keyframe_interval, WEIGHT_DROP)
             self._enc = None
         assert self._tracker is not None and self._fitter is not None
         self._tracker.update(x)
         key = self._enc is None or self._since_key >= self.keyframe_interval
+        # v3 predicted frames carry no length: a different frame length starts a keyframe
+        key = key or (isinstance(self._enc, _State3) and self._enc.last_n != n_s)
         codes = None  # type: ignore[assignment]
         if not key:
             codes, miss = alph.to_codes(x, self._enc.alpha)  # type: ignore[union-attr]
@@ -219,7 +278,27 @@ class NlLossless(Codec):
             kinit = self._enc.rice[:, 2].copy() if isinstance(self._enc, _State2) else None
             coefs = self._fitter.take()[None]
             if n_s * self.keyframe_interval >= LPC_MIN_ROWS:
-                self._enc = _State2(n_ch, dt, alpha, coefs)
+                prev = self._enc
+                self._keys_total += 1
+                # the first keyframes' weights come from very few rows: always send fresh ones early on
+                if (isinstance(prev, _State3) and prev.alpha is alpha and self._keys_since_full < FULL_EVERY - 1
+                        and self._keys_total > 3):
+                    self._keys_since_full += 1
+                    self._enc = _State3(n_ch, dt, alpha, prev.coefs)
+                    self._enc.full = False
+                    self._enc.wsig = prev.wsig
+                else:
+                    self._keys_since_full = 0
+                    half = (1 << WEIGHT_DROP) >> 1
+                    self._enc = _State3(n_ch, dt, alpha, ((coefs + half) >> WEIGHT_DROP) << WEIGHT_DROP)
+                    self._enc.wsig = _weight_sig(self._enc.coefs)
+                if n_s * n_ch <= PREFIX_MAX_SAMPLES:
+                    self._enc.coder = CODER_PREFIX
+                    if self._code_cost is None or self._code_cost.shape[0] != n_ch:
+                        self._code_cost = np.zeros((n_ch, 2), np.int64)
+                    # per channel, the code that was smaller since the last keyframes (ties: prefix)
+                    self._enc.pfx = (self._code_cost[:, 1] <= self._code_cost[:, 0]).astype(np.int64)
+                    self._code_cost >>= 1
                 if kinit is not None:
                     self._enc.rice[:, 2] = kinit
             else:
@@ -232,7 +311,52 @@ class NlLossless(Codec):
         b0 = (KEY_BIT if key else 0) | (self._counter % COUNTER_MOD)
         self._counter = (self._counter + 1) % COUNTER_MOD
         assert self._enc is not None and codes is not None
+        if isinstance(self._enc, _State3):
+            return self._emit3(b0, key, codes, self._enc)
         return self._emit2(b0, key, codes, self._enc, 0)
+
+    def _emit3(self, b0: int, key: bool, codes: np.ndarray, st: _State3) -> bytes:
+        """v3 stream frame. Keyframe: v2-style header, weights in 2^WEIGHT_DROP units, Rice k per
+        channel, bitstream. Predicted frame: bit-level, no header: one 0 bit (keyframe flag), the
+        Rice codes, the frame check in the last byte's spare bits (n_samples = the keyframe's)."""
+        n_s, n_ch = codes.shape
+        esc, worst, lo, hi, dcode = _DT[st.dtype]
+        e = self._res_buffer(n_s, n_ch)
+        lpc.residuals(codes, st.hist, st.coefs, max(n_s, 1), key, lo, hi, e)
+        out = self._out_buffer(n_s * n_ch * worst + 16)
+        if not key:
+            st.index += 1
+            if st.coder == CODER_PREFIX:
+                nbytes = huff.encode(e, st.rice, False, esc, out, 1, st.index, CHECK_MIN, st.pfx, self._code_cost)
+            else:
+                nbytes = lpc.rice_encode(e, st.rice, False, esc, out, 1, st.index, CHECK_MIN)
+            return out[:nbytes].tobytes()
+        st.index = 0
+        st.last_n = n_s
+        head = bytearray([b0, (VERSION << 4) | dcode])
+        put_uvarint(head, n_ch)
+        alph.pack(st.alpha, head)
+        put_uvarint(head, n_s)
+        head.append((KIND_LPC if st.full else KIND_LPC_REF) | (st.coder << 4))
+        head += st.wsig.to_bytes(3, "little")
+        if not st.rice[:, 2].any():
+            st.rice[:, 2] = _k_from(e)
+        kinit = np.minimum(st.rice[:, 2], lpc.MAX_K)
+        lpc.init_rice(st.rice, kinit)
+        tab = self._tab_buffer(st.coefs.size * 10 + n_ch + 16)
+        pos = 0
+        if st.full:
+            tab[0] = WEIGHT_DROP
+            pos = lpc.put_varints(st.coefs.reshape(-1) >> WEIGHT_DROP, tab, 1)
+        tab[pos : pos + n_ch] = kinit | (st.pfx << 6) if st.coder == CODER_PREFIX else kinit
+        head += tab[: pos + n_ch].tobytes()
+        if not n_s or not n_ch:
+            nbytes = 0
+        elif st.coder == CODER_PREFIX:
+            nbytes = huff.encode(e, st.rice, True, esc, out, 0, 0, -1, st.pfx, self._code_cost)
+        else:  # explicit framing arguments: numba's specialisation for omitted defaults ran ~1.5x slower
+            nbytes = lpc.rice_encode(e, st.rice, True, esc, out, 0, 0, -1)
+        return bytes(head) + out[:nbytes].tobytes()
 
     def _archive_state(self, codes: np.ndarray, alpha: alph.Alphabet, dt: np.dtype) -> _State | _State2:
         """LPC or SELECT for an archive block: whichever codes a prefix of the block smaller."""
@@ -267,7 +391,7 @@ class NlLossless(Codec):
     def _head(self, b0: int, key: bool, n_s: int, st: _State | _State2, kind: int) -> bytearray:
         """v2 header: full on self-contained payloads, 1 byte on predicted frames of unchanged length."""
         if key:
-            head = bytearray([b0, (VERSION << 4) | _DT[st.dtype][4]])
+            head = bytearray([b0, (VERSION_V2 << 4) | _DT[st.dtype][4]])
             put_uvarint(head, st.n_ch)
             alph.pack(st.alpha, head)
             put_uvarint(head, n_s)
@@ -302,7 +426,7 @@ class NlLossless(Codec):
             lpc.residuals(codes, st.hist, st.coefs, seg_eff, False, lo, hi, e)
         st.last_n = n_s
         out = self._out_buffer(n_s * n_ch * worst + 16)
-        nbytes = lpc.rice_encode(e, st.rice, key, esc, out) if n_s and n_ch else 0
+        nbytes = lpc.rice_encode(e, st.rice, key, esc, out, 0, 0, -1) if n_s and n_ch else 0
         return bytes(head) + out[:nbytes].tobytes()
 
     def _tab_buffer(self, size: int) -> np.ndarray:
@@ -339,6 +463,8 @@ class NlLossless(Codec):
     def decode(self, blob: bytes) -> np.ndarray:
         blob = bytes(blob)
         cid = self.codec_id
+        if blob and not blob[0] & KEY_BIT and isinstance(self._dec, _State3) and self.mode == "stream":
+            return self._decode_v3_predicted(blob)
         rd = Reader(blob, cid)
         b0 = rd.byte("flags")
         key = bool(b0 & KEY_BIT)
@@ -348,12 +474,16 @@ class NlLossless(Codec):
             if archive != (self.mode == "archive"):
                 raise CodecError(f"{cid}: payload flags 0x{b0:02x} at offset 0 do not match mode {self.mode!r}")
             vd = rd.byte("version/dtype")
-            if vd >> 4 not in (1, 2) or (vd & 15) not in (DTYPE_CODES["int16"], DTYPE_CODES["int32"]):
+            if vd >> 4 not in (1, 2, 3) or (vd & 15) not in (DTYPE_CODES["int16"], DTYPE_CODES["int32"]):
                 raise CodecError(f"{cid}: unsupported version/dtype byte 0x{vd:02x} at offset 1")
             dt = CODE_DTYPES[vd & 15]
             n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
             alpha = alph.unpack(rd, n_ch, dt)
-            st: _State | _State2 = _State(n_ch, dt, alpha) if vd >> 4 == 1 else _State2(n_ch, dt, alpha, np.zeros(0, np.int64))
+            if vd >> 4 == 3 and archive:
+                raise CodecError(f"{cid}: version 3 payload at offset 1 is stream-only")
+            st: _State | _State2 = (_State(n_ch, dt, alpha) if vd >> 4 == 1 else
+                                    _State3(n_ch, dt, alpha, np.zeros(0, np.int64)) if vd >> 4 == 3 else
+                                    _State2(n_ch, dt, alpha, np.zeros(0, np.int64)))
         else:
             archive = False
             if self.mode == "archive":
@@ -368,7 +498,9 @@ class NlLossless(Codec):
             if isinstance(st, _State) and st.framing == 1 and b0 & ARCHIVE_BIT:
                 raise CodecError(f"{cid}: payload flags 0x{b0:02x} at offset 0 do not match mode {self.mode!r}")
         try:
-            if isinstance(st, _State2) or st.framing == 2:
+            if isinstance(st, _State3):
+                y, st = self._decode_v3_key(blob, rd, st)
+            elif isinstance(st, _State2) or st.framing == 2:
                 y, st = self._decode_v2(blob, rd, b0, key, st)
             else:
                 n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, st.n_ch * st.dtype.itemsize))
@@ -380,6 +512,110 @@ class NlLossless(Codec):
         if not archive:
             self._dec = st
             self._dec_expected = (counter + 1) % COUNTER_MOD
+        return y
+
+    def _decode_v3_key(self, blob: bytes, rd: Reader, st: _State3) -> tuple[np.ndarray, _State3]:
+        cid = self.codec_id
+        n_ch = st.n_ch
+        n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, n_ch * st.dtype.itemsize))
+        kind = rd.byte("kind")
+        st.coder = kind >> 4
+        if kind & 15 not in (KIND_LPC, KIND_LPC_REF) or st.coder not in (CODER_RICE, CODER_PREFIX):
+            raise CodecError(f"{cid}: unknown version-3 predictor kind/coder 0x{kind:02x} at offset {rd.pos - 1}")
+        kind &= 15
+        sig = int.from_bytes(rd.take(3, "weight set signature"), "little")
+        buf = np.frombuffer(blob, np.uint8)
+        if kind == KIND_LPC_REF:
+            if self._wset is None or self._wset[0] != sig or self._wset[1].shape[1] != n_ch:
+                raise MissingReferenceError(f"{cid}: keyframe uses weight set {sig:06x}, not received: waiting for a full keyframe")
+            coefs = self._wset[1]
+            pos = rd.pos
+            if pos + n_ch > len(blob):
+                raise CodecError(f"{cid}: payload truncated in field 'rice k' at offset {pos}")
+        else:
+            drop = rd.byte("weight unit")
+            if drop > lpc.SHIFT:
+                raise CodecError(f"{cid}: weight unit 2^{drop} > 2^{lpc.SHIFT} at offset {rd.pos - 1}")
+            n_vals = n_ch * lpc.N_COEF
+            if n_vals + n_ch > len(blob) - rd.pos:
+                raise CodecError(f"{cid}: payload truncated in field 'weights' at offset {rd.pos}")
+            vals = np.empty(n_vals, np.int64)
+            pos = lpc.get_varints(buf, rd.pos, vals)
+            if pos < 0 or pos + n_ch > len(blob):
+                raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
+            coefs = vals.reshape(1, n_ch, lpc.N_COEF)
+            if n_vals and (np.abs(coefs[..., : lpc.N_W]).max() >= lpc.MAX_W >> drop
+                           or np.abs(coefs[..., lpc.N_W]).max() >= lpc.MAX_BIAS >> drop):
+                raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
+            coefs = coefs << drop
+            if _weight_sig(coefs) != sig:
+                raise CodecError(f"{cid}: weight set signature mismatch at offset {rd.pos}: corrupt weights")
+        kinit = buf[pos : pos + n_ch].astype(np.int64)
+        if st.coder == CODER_PREFIX:
+            st.pfx, kinit = (kinit >> 6) & 1, kinit & 63
+        if n_ch and kinit.max() > lpc.MAX_K:
+            raise CodecError(f"{cid}: Rice parameter {int(kinit.max())} > {lpc.MAX_K} at offset {pos}")
+        pos += n_ch
+        lpc.init_rice(st.rice, kinit)
+        st.coefs = coefs
+        st.index = 0
+        body = buf[pos:]
+        _check_bits(cid, n_s, n_ch, body.size, pos)
+        rs = np.zeros(4, np.int64)
+        y = self._decode_v3_body(body, pos, n_s, st, True, rs)
+        used = bytes_consumed(rs)
+        if used > body.size:
+            raise CodecError(f"{cid}: payload truncated: bitstream ends before {n_s}x{n_ch} samples")
+        if used != body.size:
+            raise CodecError(f"{cid}: {body.size - used} unexpected trailing bytes at offset {pos + used}")
+        self._wset = (sig, coefs)
+        return y, st
+
+    def _decode_v3_body(self, body: np.ndarray, pos: int, n_s: int, st: _State3, key: bool,
+                        rs: np.ndarray) -> np.ndarray:
+        cid = self.codec_id
+        n_ch = st.n_ch
+        st.last_n = n_s
+        st.seg = max(n_s, 1)
+        esc, _, lo, hi, _ = _DT[st.dtype]
+        trivial = st.alpha.trivial
+        codes = np.empty((n_s, n_ch), st.dtype if trivial else np.int64)
+        if n_s and n_ch:
+            if st.coder == CODER_PREFIX:
+                huff.decode_block(body, rs, codes, st.hist, st.coefs, st.seg, st.rice, key, esc, lo, hi, st.erow, st.pfx)
+            else:
+                lpc.decode_block(body, rs, codes, st.hist, st.coefs, st.seg, st.rice, key, esc, lo, hi, st.erow)
+        if rs[3] >= 1 << 20:
+            raise CodecError(f"{cid}: corrupt payload, decoded value out of the {st.dtype.name} range")
+        if trivial:
+            return codes
+        return alph.from_codes(codes, st.alpha, st.dtype, cid)
+
+    def _decode_v3_predicted(self, blob: bytes) -> np.ndarray:
+        """v3 predicted frame (no header): the spare bits after the codes must hold the expected frame
+        index, else the frame is lost (or corrupt) and the decoder waits for a keyframe."""
+        cid = self.codec_id
+        assert isinstance(self._dec, _State3)
+        st = self._dec.copy()
+        body = np.frombuffer(blob, np.uint8)
+        n_s, n_ch = st.last_n, st.n_ch
+        expect = st.index + 1
+        self._dec = None  # until the frame checks out
+        if n_s * n_ch + 1 + CHECK_MIN > 8 * body.size:
+            raise MissingReferenceError(f"{cid}: {body.size}-byte predicted frame cannot hold {n_s}x{n_ch} samples: "
+                                        "frame lost or corrupt, waiting for a keyframe")
+        rs = np.zeros(4, np.int64)
+        lpc.skip_bits(body, rs, 1)
+        try:
+            y = self._decode_v3_body(body, 0, n_s, st, False, rs)
+        except CodecError as err:
+            raise MissingReferenceError(f"{cid}: frame lost or corrupt ({err}): waiting for a keyframe") from None
+        spare = 8 * body.size - (8 * int(rs[2]) - int(rs[1]))
+        if not CHECK_MIN <= spare <= CHECK_MIN + 7 or lpc.skip_bits(body, rs, spare) != expect % (1 << spare):
+            raise MissingReferenceError(f"{cid}: frame check failed (frame {expect} after the keyframe lost or "
+                                        "corrupt): waiting for a keyframe")
+        st.index = expect
+        self._dec = st
         return y
 
     def _decode_v2(self, blob: bytes, rd: Reader, b0: int, key: bool,

@@ -3,11 +3,12 @@
 from neurolink.codecs.lossy.ae import Autoencoder
 from neurolink.codecs.lossy.cs import CompressedSensing
 from neurolink.codecs.lossy.nearlossless import NearLossless
+from neurolink.codecs.lossy.nearlossless_lpc import DPCM, NearLosslessLPC
 from neurolink.codecs.lossy.pca import PCA
 from neurolink.codecs.lossy.spike import SpikeGated
 from neurolink.codecs.lossy.vq import VQ
 from neurolink.codecs.lossy.wavelet import Wavelet
 
-LOSSY_CODECS = [NearLossless, SpikeGated, Wavelet, PCA, VQ, CompressedSensing, Autoencoder]
+LOSSY_CODECS = [NearLossless, NearLosslessLPC, DPCM, SpikeGated, Wavelet, PCA, VQ, CompressedSensing, Autoencoder]
 
-__all__ = ["LOSSY_CODECS", "PCA", "VQ", "Autoencoder", "CompressedSensing", "NearLossless", "SpikeGated", "Wavelet"]
+__all__ = ["DPCM", "LOSSY_CODECS", "PCA", "VQ", "Autoencoder", "CompressedSensing", "NearLossless", "NearLosslessLPC", "SpikeGated", "Wavelet"]
