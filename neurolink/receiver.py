@@ -327,12 +327,22 @@ class Receiver:
         t = time.perf_counter_ns()
         try:
             data = st.decoder(h.level).decode(f.payload)
+            if data.shape != (h.n_samples, h.n_channels):
+                raise CodecError(f"payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
         except MissingReferenceError:
             s.frames_undecodable += 1
             data = None
+        except CodecError as exc:
+            # a payload that passed the wire checksum but does not decode (tampered, or a codec fault): its
+            # samples are concealed like a lost frame, never skipped, and a streaming decoder restarts from
+            # the next keyframe rather than carry state the bad payload may have touched
+            s.frames_undecodable += 1
+            st.decoders.pop(h.level, None)
+            data = None
+            if s.frames_undecodable in (1, 10, 100) or s.frames_undecodable % 1000 == 0:
+                log.warning("stream %d frame %d (level %d): undecodable payload, concealed (%d so far): %s",
+                            h.stream_id, h.seq, h.level, s.frames_undecodable, exc)
         s.decode_us.add((time.perf_counter_ns() - t) / 1000.0)
-        if data is not None and data.shape != (h.n_samples, h.n_channels):
-            raise CodecError(f"stream {h.stream_id} frame {h.seq}: payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
         t0 = h.timestamp  # sender clock; mapped in _emit
         fs = st.fs
         if gap > 0:

@@ -126,3 +126,21 @@ def test_jitter_buffer_reorders_within_window():
     assert y.shape == x.shape
     assert np.array_equal(y[:30], x[:30]) and np.array_equal(y[40:], x[40:])
     assert np.all(y[30:40] == x[29])  # hold concealment of the one lost frame
+
+
+def test_payload_that_passes_crc_but_does_not_decode_is_concealed_and_counted():
+    """A well-formed frame whose payload is garbage (CRC recomputed, as a tamperer would): its samples are
+    concealed in place, not skipped, and the following frames decode normally."""
+    rx, sink = _setup(conceal="zeros")
+    x = np.random.default_rng(1).integers(1, 1000, (50, 3)).astype(np.int16)
+    msgs = _frames(x, 10)
+    bad = w.pack_frame(1, 2, 10.0 + 20 / 1000.0, 10, 3, "int16", 0, b"\x00not a delta-zstd payload", w.FLAG_KEYFRAME)
+    for i, m in enumerate(msgs):
+        rx.handle(bad if i == 2 else m)
+    st = rx.streams[1].stats
+    assert st.frames_undecodable == 1 and st.frames_ok == 4
+    y = sink.data()
+    assert y.shape == x.shape
+    assert np.all(y[20:30] == 0)
+    assert np.array_equal(np.delete(y, np.s_[20:30], axis=0), np.delete(x, np.s_[20:30], axis=0))
+    assert np.allclose(np.diff(sink.timestamps()), 1e-3)
