@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class RxStats:
     raw_bytes: int = 0
     timestamp_clamps: int = 0
     restarts: int = 0
+    capacity_probes: int = 0  # FLAG_PROBE copies paired with their frame (dispersion samples)
+    capacity_probes_unpaired: int = 0  # the frame before it was lost, late or reordered
+    capacity_bps: float = float("nan")  # last interval's capacity estimate
     level: int = 0
     latency_ms: Ring = field(default_factory=Ring)
     decode_us: Ring = field(default_factory=Ring)
@@ -78,6 +81,9 @@ class _RxStream:
             self.applied_offset = 0.0
         # per control interval
         self.iv_bytes = 0
+        self.iv_capacity: list[float] = []  # packet-pair capacity samples (bit/s) this interval
+        self.last_seq = -1  # seq and arrival time (perf_counter) of the last data frame: the probe's pair
+        self.last_arrival = 0.0
         self.iv_ok = 0
         self.iv_lost = 0
         self.iv_delay: list[float] = []
@@ -139,6 +145,7 @@ class Receiver:
         self.reliable = reliable  # optional archive path (neurolink.reliable.receiver.ReliableReceiver)
         self.streams: dict[int, _RxStream] = {}
         self.rejected_security = 0
+        self._t_in = 0.0  # perf_counter() when the message being handled arrived
         self.bad_messages = 0
         self.frames_without_header = 0
         # frames that arrive before their stream header (PUB/SUB slow joiner) wait here, bounded
@@ -181,6 +188,7 @@ class Receiver:
 
     def handle(self, msg: bytes) -> None:
         """Process one wire message; malformed input is counted and logged (rate-limited), never raised."""
+        self._t_in = time.perf_counter()  # arrival time, before decryption and decoding (packet pairs)
         if self.opener is not None:
             try:
                 if self._open_parsed is not None:  # frames come back parsed: no rebuilt CRC, no second parse
@@ -223,6 +231,17 @@ class Receiver:
             if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
                 log.warning("rejected message (%d so far): %s", self.bad_messages, exc)
 
+    def _on_capacity_probe(self, st: _RxStream, seq: int, nbytes: int) -> None:
+        """A FLAG_PROBE copy of frame ``seq``: the gap since that frame arrived is its dispersion at the
+        bottleneck, so ``size / gap`` samples the link's capacity (see Sender's ``probe_msg``)."""
+        if seq != st.last_seq:
+            st.stats.capacity_probes_unpaired += 1
+            return
+        gap = max(self._t_in - st.last_arrival, 1e-6)  # same loop batch: the link was not the bottleneck
+        st.iv_capacity.append(8.0 * nbytes / gap)
+        st.stats.capacity_probes += 1
+        st.last_seq = -1  # one sample per pair
+
     def _on_header(self, h: wire.StreamHeader) -> None:
         if self.stream_ids is not None and h.stream_id not in self.stream_ids:
             return
@@ -258,6 +277,10 @@ class Receiver:
     def _on_frame(self, f: wire.Frame, nbytes: int) -> None:
         h = f.header
         st = self.streams.get(h.stream_id)
+        if h.flags & wire.FLAG_PROBE:
+            if st is not None:
+                self._on_capacity_probe(st, h.seq, nbytes)
+            return
         if st is None:
             if self.stream_ids is not None and h.stream_id not in self.stream_ids:
                 return
@@ -269,6 +292,7 @@ class Receiver:
                 self._request_header(h.stream_id)
             return
         s = st.stats
+        st.last_seq, st.last_arrival = h.seq, self._t_in
         if h.flags & wire.FLAG_END_OF_STREAM:
             if st.held:
                 self._flush_held(st)
@@ -319,7 +343,7 @@ class Receiver:
     def _process(self, st: _RxStream, f: wire.Frame, nbytes: int) -> None:
         h = f.header
         s = st.stats
-        gap = h.seq - st.expected
+        gap = h.seq - cast(int, st.expected)  # set by the caller before any frame is processed
         st.expected = h.seq + 1
         s.bytes_in += nbytes
         st.iv_bytes += nbytes
@@ -429,7 +453,7 @@ class Receiver:
                     interval=st.interval,
                     receiver_time=pylsl.local_clock(),
                     probe_echo=0.0,
-                    throughput_bps=8.0 * st.iv_bytes / dt,
+                    throughput_bps=self._capacity(st, dt),
                     delay_ms=0.0 if np.isnan(delay) else delay,
                     delay_gradient=grad,
                     loss_fraction=(st.iv_lost / n) if n else 0.0,
@@ -444,8 +468,20 @@ class Receiver:
                 st.interval += 1
                 st.iv_bytes = st.iv_ok = st.iv_lost = 0
                 st.iv_delay.clear()
+                st.iv_capacity.clear()
                 await self.transport.send_feedback(self._seal(wire.pack_feedback(fb)), stream_id=sid)
                 self._probe(sid)
+
+    @staticmethod
+    def _capacity(st: _RxStream, dt: float) -> float:
+        """Feedback's ``throughput_bps``: the link capacity seen by this interval's packet pairs, never less
+        than what was delivered; without pairs (fixed-level senders do not probe) the delivered rate."""
+        delivered = 8.0 * st.iv_bytes / dt
+        if not st.iv_capacity:
+            return delivered
+        est = max(float(np.median(st.iv_capacity)), delivered)
+        st.stats.capacity_bps = est
+        return est
 
     async def _send_ack(self, stream_id: int, msg: bytes) -> None:
         await self.transport.send_feedback(self._seal(msg), stream_id=stream_id)
@@ -463,7 +499,8 @@ class Receiver:
                 "samples_out": s.samples_out, "samples_concealed": s.samples_concealed, "ratio": s.ratio,
                 "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
-                "level": s.level, "ended": s.ended,
+                "level": s.level, "ended": s.ended, "capacity_probes": s.capacity_probes,
+                "capacity_probes_unpaired": s.capacity_probes_unpaired, "capacity_mbps": s.capacity_bps / 1e6,
             }
             if self.reliable is not None:  # archive progress in the status file / metrics
                 out[sid].update({f"archive_{k}": v for k, v in self.reliable.summary().get(sid, {}).items()})

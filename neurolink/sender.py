@@ -13,7 +13,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from neurolink.sources.base import Source, StreamMeta
 from neurolink.stats import Ring
 from neurolink.transports.base import SenderTransport
 from neurolink.wire import format as wire
+
+if TYPE_CHECKING:
+    from neurolink.sender_control import LiveControl
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,11 @@ class StreamSpec:
     controller: dict[str, Any] = field(default_factory=lambda: {"id": "fixed", "level": 0})
 
 
+# A capacity probe (see _Stream.probe_msg) carries at least this many payload bytes: a pair of 60-byte
+# frames crosses a 10 Mbit/s bottleneck 48 us apart, lost in scheduling noise; 600 bytes take 0.5 ms.
+PROBE_MIN_BYTES = 600
+
+
 @dataclass
 class StreamStats:
     frames_sent: int = 0
@@ -54,6 +62,8 @@ class StreamStats:
     level: int = 0
     level_switches: int = 0
     levels_used: set = field(default_factory=set)
+    capacity_probes: int = 0  # frame copies sent for the receiver's dispersion (capacity) estimate
+    frames_by_level: list = field(default_factory=list)  # frames encoded at each ladder level
     backlog_ms: float = 0.0
     encode_us: Ring = field(default_factory=Ring)
     last_feedback: wire.Feedback | None = None
@@ -80,9 +90,9 @@ class _Stream:
         self.frame_samples = max(1, int(round(meta.nominal_srate * spec.frame_ms / 1000.0))) if regular else 1
         self.framer = Framer(self.frame_samples, meta.channel_count, meta.channel_format, regular=regular)
         self.queue: DropOldestQueue[RawFrame] = DropOldestQueue(spec.queue_frames)
-        self.stats = StreamStats()
+        self.stats = StreamStats(frames_by_level=[0] * len(self.codecs))
         self.level = 0
-        self.controller = None
+        self.controller: LiveControl | None = None
         self.observer = None
         self.header_msg = wire.pack_stream_header(
             wire.StreamHeader(
@@ -104,6 +114,8 @@ class _Stream:
         self.frame_s = self.frame_samples / meta.nominal_srate if regular else 0.0
         self.dtype_name = self.framer.dtype.name  # np.dtype.name is slow: once, not per frame
         self.unsent: tuple[bytes, bool] | None = None  # encoded, send interrupted by shutdown
+        self.probe_due = False  # send a copy of the next frame right behind it (see probe_msg)
+        self.last_frame: tuple[int, float, int, int, int, bytes, int] | None = None
 
     def set_level(self, level: int) -> None:
         level = int(min(max(level, 0), len(self.codecs) - 1))
@@ -122,6 +134,7 @@ class _Stream:
         payload = codec.encode(f.data)
         stats.encode_us.add((time.perf_counter_ns() - t) / 1000.0)
         stats.levels_used.add(self.level)
+        stats.frames_by_level[self.level] += 1
         flags = 0
         if not codec.streaming:
             flags |= wire.FLAG_KEYFRAME
@@ -130,6 +143,7 @@ class _Stream:
             if is_kf is not None and is_kf(payload):
                 flags |= wire.FLAG_KEYFRAME
         n, c = f.data.shape
+        self.last_frame = (f.seq, f.timestamp, n, c, self.level, payload, flags)
         if sealer is not None:
             msg = sealer.seal_frame(self.id, f.seq, f.timestamp, n, c, self.dtype_name, self.level, payload, flags)
             plain_len = wire.FRAME_HEADER_SIZE + len(payload) + 4  # what the frame is before sealing
@@ -142,6 +156,25 @@ class _Stream:
         if self.controller is not None:
             self.controller.observe_frame(self.level, plain_len)
         return msg
+
+    def probe_msg(self, sealer: Any = None) -> bytes | None:
+        """A copy of the last frame flagged ``FLAG_PROBE``, to be sent right behind it.
+
+        Why: an adaptive controller needs the link's capacity, but the stream is paced by acquisition, so
+        the receiver's delivered rate only ever shows what the sender chose to send (a throughput-driven
+        controller then ratchets down to its smallest level and never comes back). A back-to-back pair
+        leaves the bottleneck spaced by its size over the capacity there (packet-pair dispersion), which
+        is what the simulator's controllers are trained to observe. One pair per control interval costs
+        about one frame in a hundred (probes of small frames are padded to PROBE_MIN_BYTES). A sealed copy gets its own nonce (the AEAD counter), never the seq."""
+        if self.last_frame is None:
+            return None
+        seq, ts, n, c, level, payload, flags = self.last_frame
+        flags |= wire.FLAG_PROBE
+        if len(payload) < PROBE_MIN_BYTES:  # never decoded: padding, so timer noise does not swamp the gap
+            payload = payload + bytes(PROBE_MIN_BYTES - len(payload))
+        if sealer is not None:
+            return sealer.seal_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
+        return wire.pack_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
 
 
 class Sender:
@@ -172,6 +205,8 @@ class Sender:
         self._frame_sealer = sealer if hasattr(sealer, "seal_frame") else None  # seals while framing
         self.reliable = reliable  # optional archive path (neurolink.reliable.sender.ReliableSender)
         self._flushed = False
+        self._shaped_pending = 0  # messages the in-process link shaper still holds (call_later)
+        self._shaped_tasks: set[asyncio.Task] = set()  # their sends, once released
         self.streams: dict[int, _Stream] = {}
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -225,6 +260,8 @@ class Sender:
                             t.cancel()
             finally:
                 await self._flush_all()
+                if self.shaper is not None:
+                    await self._drain_shaped()
                 for st in self.streams.values():
                     await st.spec.source.close()
 
@@ -259,6 +296,12 @@ class Sender:
             st.unsent = (msg, sealer is not None)
             raise
         st.stats.frames_sent += 1
+        if st.probe_due:
+            st.probe_due = False
+            probe = st.probe_msg(sealer)
+            if probe is not None:
+                await self._send(st, probe, sealed=sealer is not None)
+                st.stats.capacity_probes += 1
 
     async def _encode_send(self, st: _Stream) -> None:
         """Shutdown: send what the cancelled pump left behind, in order, until the closed queue is empty."""
@@ -297,10 +340,38 @@ class Sender:
                 return
             delay = deliver_at - time.monotonic()
             if delay > 0:
-                asyncio.get_running_loop().call_later(
-                    delay, lambda: asyncio.ensure_future(self._send_now(st, msg, kind, sealed=sealed)))
+                self._shaped_pending += 1
+                asyncio.get_running_loop().call_later(delay, self._release_shaped, st, msg, kind, sealed)
                 return
         await self._send_now(st, msg, kind, sealed=sealed)
+
+    def _release_shaped(self, st: _Stream, msg: bytes, kind: str, sealed: bool) -> None:
+        """The shaped link delivers a held message now; its send task is owned until it completes."""
+        self._shaped_pending -= 1
+        task = asyncio.ensure_future(self._send_shaped(st, msg, kind, sealed))
+        self._shaped_tasks.add(task)
+        task.add_done_callback(self._shaped_tasks.discard)
+
+    async def _send_shaped(self, st: _Stream, msg: bytes, kind: str, sealed: bool) -> None:
+        try:
+            await self._send_now(st, msg, kind, sealed=sealed)
+        except TransportError as exc:
+            st.stats.frames_dropped_transport += 1
+            if st.stats.frames_dropped_transport in (1, 10, 100) or st.stats.frames_dropped_transport % 1000 == 0:
+                log.warning("stream %d: shaped send failed (%d so far): %s", st.id, st.stats.frames_dropped_transport, exc)
+
+    async def _drain_shaped(self, timeout_s: float = 10.0) -> None:
+        """Shutdown with a shaped link: wait until what the link still holds has been delivered (the last
+        frames and the end-of-stream marker), before the transport closes under them."""
+        deadline = time.monotonic() + timeout_s
+        while (self._shaped_pending or self._shaped_tasks) and time.monotonic() < deadline:
+            if self._shaped_tasks:
+                await asyncio.wait(set(self._shaped_tasks), timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(0.005)
+        if self._shaped_pending or self._shaped_tasks:
+            log.warning("shutdown: %d shaped messages still held by the link after %.0f s: dropped",
+                        self._shaped_pending + len(self._shaped_tasks), timeout_s)
 
     async def _send_now(self, st: _Stream, msg: bytes, kind: str, *, sealed: bool = False) -> None:
         if self.sealer is not None and not sealed:
@@ -368,6 +439,7 @@ class Sender:
                 st.stats.backlog_ms = 1000.0 * (len(st.queue) * st.frame_s + st.spec.source.backlog_samples / max(st.meta.nominal_srate, 1e-9))
                 if st.controller is None:
                     continue
+                st.probe_due = True  # one pair per interval feeds the receiver's capacity estimate
                 st.set_level(st.controller.decide(st.stats.last_feedback, st.stats.backlog_ms, st.level))
 
     # -- reporting ---------------------------------------------------------------------------------
@@ -379,6 +451,7 @@ class Sender:
                 "name": st.meta.name, "frames_sent": s.frames_sent, "samples_in": s.samples_in,
                 "ratio": s.ratio, "codec_ratio": s.codec_ratio, "level": s.level, "decisions": getattr(st.controller, "decisions", 0),
                 "level_switches": s.level_switches, "levels_used": sorted(s.levels_used), "backlog_ms": s.backlog_ms,
+                "capacity_probes": s.capacity_probes, "frames_by_level": list(s.frames_by_level),
                 "dropped_queue": s.frames_dropped_queue,
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),

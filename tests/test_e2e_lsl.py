@@ -90,7 +90,10 @@ def test_channel_metadata_is_republished(source_id):
 
 
 def test_demo_cli_smoke():
-    out = subprocess.run([sys.executable, "-m", "neurolink", "demo", "--seconds", "2"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "neurolink", "demo", "--seconds", "2", "--loop-seconds", "3"],
+                         capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "OK: all" in out.stdout and "bit-exact" in out.stdout
+    part1, _, part2 = out.stdout.partition("part 2: closed loop")
+    assert "OK: all" in part1 and "bit-exact" in part1
+    # the closed loop: the learned controller decided, every sample slot arrived (lossy or concealed)
+    assert "controller decisions:" in part2 and "OK: all" in part2, out.stdout

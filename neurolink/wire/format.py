@@ -36,7 +36,10 @@ FLAG_KEYFRAME = 1 << 0
 FLAG_ENCRYPTED = 1 << 1
 FLAG_END_OF_STREAM = 1 << 2
 FLAG_RETRANSMIT = 1 << 3
-KNOWN_FLAGS = FLAG_KEYFRAME | FLAG_ENCRYPTED | FLAG_END_OF_STREAM | FLAG_RETRANSMIT
+# a copy of the frame just sent with the same seq, sent right behind it: the receiver measures the pair's
+# dispersion (a capacity estimate for the rate controller) and never decodes or republishes it
+FLAG_PROBE = 1 << 4
+KNOWN_FLAGS = FLAG_KEYFRAME | FLAG_ENCRYPTED | FLAG_END_OF_STREAM | FLAG_RETRANSMIT | FLAG_PROBE
 
 MAX_PAYLOAD = MAX_DECODED_BYTES
 MAX_HEADER_JSON = 1 << 20  # 1 MiB of channel metadata is plenty
