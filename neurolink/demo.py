@@ -26,7 +26,7 @@ import numpy as np
 
 from neurolink.codecs import load_ladder
 from neurolink.codecs.warmup import warm_up
-from neurolink.data import shared_dir
+from neurolink.data import default_recording, shared_dir
 from neurolink.lsl import pylsl
 from neurolink.netutil import free_port
 from neurolink.receiver import Receiver
@@ -40,15 +40,6 @@ from neurolink.transports.zmq import ZmqReceiver, ZmqSender
 log = logging.getLogger("neurolink.demo")
 
 
-def default_recording() -> Path | None:
-    sh = shared_dir()
-    if sh is None:
-        return None
-    for name in ("locust_tetrode_trial01.npy",):
-        if (sh / "data" / name).exists():
-            return sh / "data" / name
-    found = sorted((sh / "data").glob("*.npy"))
-    return found[0] if found else None
 
 
 def pick_recording(args: argparse.Namespace) -> Recording:

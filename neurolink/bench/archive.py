@@ -35,18 +35,14 @@ from neurolink.sources.base import Chunk, Source, StreamMeta
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECORDING = "locust_tetrode_trial01.npy"
-
-
 # ------------------------------------------------------------------------------------------- the data
 def source_block(channels: int, fs: float, seconds: float = 2.0, recording: str | None = None) -> np.ndarray:
     """The looped source: ``seconds`` of a real recording tiled to ``channels`` (synthetic if no data)."""
-    from neurolink.data import shared_dir
+    from neurolink.data import default_recording
     from neurolink.sources.replay import load_recording, tile_channels
 
     n = max(1, int(fs * seconds))
-    shared = shared_dir()
-    path = Path(recording) if recording else (shared / "data" / DEFAULT_RECORDING if shared is not None else None)
+    path = Path(recording) if recording else default_recording()
     if path is not None and path.exists():
         x = load_recording(path).data[:n]
     else:  # pragma: no cover - no shared data: keep the bench runnable
@@ -329,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pre-s", type=float, default=10.0, help="streaming before the outage")
     p.add_argument("--post-s", type=float, default=20.0, help="streaming after the outage")
     p.add_argument("--scenarios", default="kill,cut")
-    p.add_argument("--recording", help="recording to tile (default: shared locust tetrode)")
+    p.add_argument("--recording", help="recording to tile (default: the shared locust tetrode, else the fastest-sampled shared recording)")
     p.add_argument("--quick", action="store_true", help="reduced scale: 32 ch, 2 s outage")
     p.add_argument("--json", dest="json_out")
     p.add_argument("--png")

@@ -16,7 +16,9 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +27,8 @@ from neurolink.codecs import get_codec
 from neurolink.codecs.lossless import alphabet as alph
 from neurolink.data import shared_dir
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 
 Enc = Callable[[np.ndarray], object]
@@ -32,7 +36,7 @@ Enc = Callable[[np.ndarray], object]
 
 def _load(path: Path) -> tuple[np.ndarray, float]:
     meta = json.loads(path.with_suffix(".json").read_text())
-    return np.load(path), float(meta["sampling_rate_hz"])
+    return np.load(path, mmap_mode="r", allow_pickle=False), float(meta["sampling_rate_hz"])
 
 
 def _remap(x: np.ndarray) -> np.ndarray:
@@ -50,10 +54,17 @@ def _arr(y: object, dtype: np.dtype) -> np.ndarray:
     return np.asarray(y).reshape(-1).view(dtype) if np.asarray(y).dtype.kind == "S" else np.asarray(y)
 
 
-def _timed(fn: Callable[[], object], repeat: int) -> tuple[object, float]:
-    best = float("inf")
-    out = None
-    for _ in range(repeat):
+def _decode_fresh(config: dict, blob: bytes) -> np.ndarray:
+    """Decode with a new codec instance (a timed call includes the codec lookup)."""
+    return get_codec(config).decode(blob)
+
+
+def _timed(fn: Callable[[], T], repeat: int) -> tuple[T, float]:
+    """fn's result and its best time over ``repeat`` (>= 1) calls."""
+    t = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t
+    for _ in range(repeat - 1):
         t = time.perf_counter()
         out = fn()
         best = min(best, time.perf_counter() - t)
@@ -175,20 +186,48 @@ NL_STREAM = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100}
 NL_ARCHIVE = {"id": "nl-lossless", "mode": "archive"}
 
 
-def run(quick: bool = False) -> dict:
-    root = shared_dir()
-    if root is None:
-        raise SystemExit("../shared/data not found (set NEUROLINK_SHARED)")
-    paths = sorted((root / "data").glob("*.npy"))
+def _usable(paths: list[Path]) -> list[Path]:
+    """Recordings the bench can read: integer (samples, channels) with a sidecar rate; others are named."""
+    ok = []
+    for p in paths:
+        try:
+            fs = float(json.loads(p.with_suffix(".json").read_text())["sampling_rate_hz"])
+            x = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"skipping {p.name}: {exc.__class__.__name__}: {exc} (needs a JSON sidecar with sampling_rate_hz)")
+            continue
+        if x.ndim != 2 or x.dtype not in (np.int16, np.int32) or not fs > 0:
+            print(f"skipping {p.name}: expected int16/int32 (samples, channels) and a positive rate, got {x.dtype} {x.shape}")
+            continue
+        ok.append(p)
+    return ok
+
+
+def run(quick: bool = False, data: Path | None = None, max_mb: float = 256.0) -> dict:
+    if data is None:
+        root = shared_dir()
+        if root is None:
+            raise SystemExit("../shared/data not found (set NEUROLINK_SHARED or pass --data DIR)")
+        data = root / "data"
+    paths = _usable(sorted(data.glob("*.npy")))
+    if not paths:
+        raise SystemExit(f"no usable recordings in {data}")
     baselines = _baselines()
     repeat = 1 if quick else 2
-    results: dict = {"recordings": {}, "latency_1024ch_30khz": {}, "notes": []}
+    results: dict = {"recordings": {}, "latency_1024ch_30khz": {}, "notes": [], "max_mb": max_mb}
     steps = len(paths) * (2 + 2 * len(baselines)) + 2
     bar = tqdm(total=steps, desc="bench codecs", unit="step")
     for path in paths:
         x, fs = _load(path)
         if quick:
             x = x[: int(fs * 0.5)]
+        if max_mb and max_mb > 0 and x.nbytes > max_mb * 1e6:  # a long wide recording: its first part
+            n = int(max_mb * 1e6 // (x.shape[1] * x.itemsize))
+            results["notes"].append(f"{path.stem}: first {n / fs:.1f} s of {x.shape[0] / fs:.1f} s (--max-mb {max_mb:g})")
+            tqdm.write(results["notes"][-1])
+            x = x[:n]
+            repeat = 1
+        x = np.ascontiguousarray(x)  # a plain in-memory array from here (numba does not type np.memmap)
         frame = max(1, round(fs / 1000))
         rec: dict = {"fs": fs, "channels": x.shape[1], "samples": x.shape[0], "frame_samples": frame, "codecs": {}}
         mb = x.nbytes / 1e6
@@ -198,8 +237,8 @@ def run(quick: bool = False) -> dict:
         rec["codecs"]["nl-lossless stream (1 ms)"] = {"ratio": x.nbytes / nbytes, "enc_MBps": mb / te, "dec_MBps": mb / td, "exact": ok}
         bar.update()
         arc = get_codec(NL_ARCHIVE)
-        blob, te = _timed(lambda arc=arc, x=x: arc.encode(x), repeat)
-        y, td = _timed(lambda blob=blob: get_codec(NL_ARCHIVE).decode(blob), repeat)
+        blob, te = _timed(partial(arc.encode, x), repeat)
+        y, td = _timed(partial(_decode_fresh, NL_ARCHIVE, blob), repeat)
         rec["codecs"]["nl-lossless archive"] = {"ratio": x.nbytes / len(blob), "enc_MBps": mb / te, "dec_MBps": mb / td,
                                                 "exact": bool(np.array_equal(y, x))}
         bar.update()
@@ -216,8 +255,8 @@ def run(quick: bool = False) -> dict:
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    blobs, te = _timed(lambda enc=enc, data=data: enc(data), repeat)
-                    y, td = _timed(lambda dec=dec, blobs=blobs, data=data: dec(blobs, data), repeat)
+                    blobs, te = _timed(partial(enc, data), repeat)
+                    y, td = _timed(partial(dec, blobs, data), repeat)
                 size = sum(len(b) for b in blobs)
                 rec["codecs"][vname] = {"ratio": x.nbytes / size, "enc_MBps": mb / te, "dec_MBps": mb / td,
                                         "exact": bool(np.array_equal(np.asarray(y).reshape(data.shape), data))}
@@ -227,6 +266,7 @@ def run(quick: bool = False) -> dict:
         results["recordings"][path.stem] = rec
     # latency on the first recording with enough samples, tiled to 1024 channels
     x, _ = _load(max(paths, key=lambda p: np.load(p, mmap_mode="r").shape[0]))
+    x = np.ascontiguousarray(x[: 30 * 2050])  # what the latency run reads (<= 2000 frames), no more
     n_frames = 200 if quick else 2000
     for label, cfg in (("stream", NL_STREAM), ("archive", NL_ARCHIVE)):
         results["latency_1024ch_30khz"][label] = _latency(x, cfg, n_frames)
@@ -320,8 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write results as JSON here")
     ap.add_argument("--png", help="write a ratio-vs-speed chart here")
     ap.add_argument("--quick", action="store_true", help="short smoke run (0.5 s of each recording)")
+    ap.add_argument("--data", help="folder of .npy recordings with JSON sidecars (default: ../shared/data)")
+    ap.add_argument("--max-mb", type=float, default=256.0,
+                    help="use at most this much raw data per recording, from its start (default 256; 0 = all)")
     args = ap.parse_args(argv)
-    res = run(quick=args.quick)
+    res = run(quick=args.quick, data=Path(args.data) if args.data else None, max_mb=args.max_mb)
     print(_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -41,11 +41,10 @@ FRAME = 30  # samples per 1 ms chunk / frame
 
 def base_block(channels: int, n: int = 60000) -> tuple[np.ndarray, str]:
     """``n`` samples x ``channels`` int16, looped by the outlet. Real data when available."""
-    from neurolink.data import shared_dir
+    from neurolink.data import default_recording
 
-    sh = shared_dir()
-    path = sh / "data" / "locust_tetrode_trial01.npy" if sh is not None else None
-    if path is not None and path.exists():
+    path = default_recording()
+    if path is not None:
         x = np.load(path, mmap_mode="r")[:n].astype(np.int16)
         what = f"{path.stem} ({x.shape[1]} ch) tiled to {channels} ch (time-shifted copies), played at 30 kHz"
     else:

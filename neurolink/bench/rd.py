@@ -10,8 +10,9 @@ the neurolink codecs are run on 1000 ms frames too (``mode: archive``). The ``co
 names, for every WavPack point, the best neurolink codec at equal or higher ratio, in 1 ms
 streaming mode and in archive mode, and whether it beats WavPack on both spike F1 and SNR.
 
-Encode latency is measured on 1 ms frames of 256 channels at 30 kHz made by tiling the real locust
-channels (64x) and reading its 15 kHz samples as if they were 30 kHz (30 samples per frame).
+Encode latency is measured on 1 ms frames of 256 channels at 30 kHz made by tiling a real recording's
+channels (the locust tetrode when present, else the fastest-sampled one) and reading its samples as if they
+were 30 kHz (30 samples per frame).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from neurolink.bench._baselines import make_baseline
 from neurolink.codecs import get_codec, list_codecs, load_ladder
-from neurolink.data import shared_dir
+from neurolink.data import default_recording, shared_dir
 from neurolink.errors import CodecError
 from neurolink.metrics import fidelity
 
@@ -185,13 +186,17 @@ def _print_comparison(comp: list[dict[str, Any]]) -> None:
               f"{_fmt(b['spike_f1']).strip():>6s} {'YES' if c['wins_both'] else 'no'}")
 
 
-def _latency(configs: list[dict[str, Any]], n_frames: int) -> list[dict[str, Any]]:
-    base = shared_dir()
-    src = np.load(base / "data" / "locust_tetrode_trial01.npy") if base else None
+def _latency(configs: list[dict[str, Any]], n_frames: int, data_dir: Path | None = None) -> list[dict[str, Any]]:
+    path = default_recording(data_dir)
+    src = np.load(path, mmap_mode="r")[: LAT_FS * 4].astype(np.int16) if path is not None else None
     if src is None:
         src = np.random.default_rng(0).normal(2048, 60, (LAT_FS, 4)).astype(np.int16)
+    what = f"{path.stem if path is not None else 'synthetic'} channels tiled to {LAT_CHANNELS}, samples read as 30 kHz"
     reps = -(-LAT_CHANNELS // src.shape[1])
     frame = LAT_FS // 1000
+    need = frame * (n_frames + 50)
+    if src.shape[0] < need:  # a short recording: loop it
+        src = np.tile(src, (-(-need // src.shape[0]), 1))
     x = np.tile(src[: frame * (n_frames + 50)], (1, reps))[:, :LAT_CHANNELS]
     out = []
     for cfg in tqdm(configs, desc="latency", leave=False):
@@ -206,7 +211,7 @@ def _latency(configs: list[dict[str, Any]], n_frames: int) -> list[dict[str, Any
         out.append({"config": cfg, "channels": LAT_CHANNELS, "fs": LAT_FS, "frame_samples": frame,
                     "encode_us": {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)),
                                   "max": float(t.max())},
-                    "note": "locust channels tiled 64x, 15 kHz samples read as 30 kHz"})
+                    "note": what})
     return out
 
 
@@ -261,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="folder of .npy recordings with JSON sidecars (default: ../shared/data)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 s per recording, half the knob values")
     p.add_argument("--seconds", type=float, default=None, help="use only the first N seconds of each recording")
+    p.add_argument("--max-mb", type=float, default=128.0,
+                   help="use at most this much raw data per recording, from its start (default 128 MB: all of a "
+                        "30 s tetrode, ~6 s of a 384-channel 30 kHz probe; the sweep runs ~150 codec settings "
+                        "per recording); 0 = no limit")
     p.add_argument("--only", default=None, help="comma-separated families to run (e.g. nl-spike,wavpack)")
     p.add_argument("--latency-frames", type=int, default=2000, help="1 ms frames timed per codec")
     p.add_argument("--no-archive", action="store_true", help=f"skip archive mode (WavPack on {ARCHIVE_MS} ms blocks "
@@ -277,12 +286,27 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else None)
     recs = []
     for f in sorted(data.glob("*.npy")):
-        meta = json.loads(f.with_suffix(".json").read_text())
-        fs = float(meta["sampling_rate_hz"])
-        x = np.load(f)
+        try:
+            meta = json.loads(f.with_suffix(".json").read_text())
+            fs = float(meta["sampling_rate_hz"])
+            x = np.load(f, mmap_mode="r", allow_pickle=False)  # only the part used is read
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"skipping {f.name}: {exc.__class__.__name__}: {exc} (needs a JSON sidecar with sampling_rate_hz)")
+            continue
+        if x.ndim != 2 or x.dtype.kind not in "iu" or not fs > 0:
+            print(f"skipping {f.name}: expected integer (samples, channels) data and a positive rate, "
+                  f"got {x.dtype} {x.shape} at {fs} Hz")
+            continue
+        n = x.shape[0]
         if seconds:
-            x = x[: int(seconds * fs)]
-        recs.append((f.stem, x, fs))
+            n = min(n, int(seconds * fs))
+        if args.max_mb and args.max_mb > 0:
+            cap = int(args.max_mb * 1e6 // (x.shape[1] * x.itemsize))
+            if cap < n:
+                print(f"{f.stem}: using the first {cap / fs:.1f} s of {x.shape[0] / fs:.1f} s "
+                      f"(--max-mb {args.max_mb:g}; 0 = all)")
+                n = cap
+        recs.append((f.stem, np.ascontiguousarray(x[:n]), fs))
     configs = _configs(args.quick, archive=not args.no_archive)
     if args.only:
         keep = set(args.only.split(","))
@@ -302,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ladder = load_ladder()
     lat_cfgs = [dict(c) for c in ladder][1:]
     lat_cfgs += [{"id": cid, knob: vals[len(vals) // 2]} for cid, (knob, vals) in SWEEPS.items() if cid in list_codecs()]
-    lat = _latency(lat_cfgs, 200 if args.quick else args.latency_frames)
+    lat = _latency(lat_cfgs, 200 if args.quick else args.latency_frames, data)
 
     comparison = compare_wavpack(rows)
     print(f"{'recording':28s} {'codec':44s} {'ratio':>7s} {'snr_db':>7s} {'spk_f1':>7s} {'bp_err':>7s} {'r':>7s} frame_ms")
@@ -315,14 +339,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{_fmt(r['band_power_err'])} {_fmt(r['pearson_r'])} {r['frame_ms']:.2f}"
               + ("  archive" if r.get("mode") == "archive" else ""))
     _print_comparison(comparison)
-    print(f"\nencode latency, 1 ms frames of {LAT_CHANNELS} ch at {LAT_FS} Hz (locust channels tiled):")
+    print(f"\nencode latency, 1 ms frames of {LAT_CHANNELS} ch at {LAT_FS} Hz ({lat[0]['note'] if lat else ''}):")
     for r in lat:
         print(f"  {json.dumps(r['config'], separators=(',', ':')):44s} p50 {r['encode_us']['p50']:8.1f} us"
               f"  p99 {r['encode_us']['p99']:8.1f} us")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"results": rows, "latency": lat, "comparison": comparison,
                                                    "ladder": [dict(c) for c in ladder], "ladder_names": ladder.names,
-                                                   "quick": args.quick, "seconds": seconds}, indent=1, default=float))
+                                                   "quick": args.quick, "seconds": seconds,
+                                                   "max_mb": args.max_mb,
+                                                   "samples_used": {r[0]: int(r[1].shape[0]) for r in recs}}, indent=1, default=float))
     if args.png_out:
         _plot([r for r in rows if "error" not in r], args.png_out)
     return 0
