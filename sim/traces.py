@@ -28,7 +28,7 @@ EVAL_KS: tuple[float, ...] = (0.5, 1.0, 2.0)
 MAHIMAHI_PACKET_BYTES = 1500
 AKAMAI_STEP_S = 0.070
 AKAMAI_HEADER = ["step", "latency_ms", "throughput_kbit_s", "gap_s", "loss_pct"]
-TRACE_SUFFIXES_SKIPPED = {".md", ".json", ".txt"}
+TRACE_SUFFIXES_SKIPPED = {".md", ".json", ".rst", ".pdf", ".png", ".py", ".sh", ".zip", ".gz", ".tar"}
 
 
 class TraceError(NeurolinkError, ValueError):
@@ -111,12 +111,29 @@ def _read_lines(path: Path) -> list[str]:
         raise TraceError(path, None, f"cannot read: {exc.strerror}") from None
 
 
+def _fields(line: str) -> list[str]:
+    """Columns split on whitespace, commas or semicolons (CSV exports of two-column traces)."""
+    return line.replace(",", " ").replace(";", " ").split()
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
 def _load_pensieve(path: Path, lines: list[str]) -> Trace:
-    ts, rs = [], []
+    ts: list[float] = []
+    rs: list[float] = []
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        parts = line.split()
+        parts = _fields(line)
+        if no - 1 == first and not any(_is_number(p) for p in parts):
+            continue  # a column-name header ("time_s,throughput_mbps")
         if len(parts) != 2:
             raise TraceError(path, no, f"expected 2 columns time_s<TAB>throughput_Mbit_s, got {len(parts)}")
         try:
@@ -131,11 +148,11 @@ def _load_pensieve(path: Path, lines: list[str]) -> Trace:
         rs.append(r)
     if len(ts) < 2:
         raise TraceError(path, None, "needs at least 2 samples")
-    t = np.asarray(ts) - ts[0]
-    dt = np.diff(t)
+    tr = np.asarray(ts) - ts[0]
+    dt = np.diff(tr)
     step = float(np.median(dt[dt > 0])) if np.any(dt > 0) else 1.0
     keep = np.concatenate([[True], dt > 0])  # repeated timestamps: keep the first
-    return Trace(path.name, str(path), "pensieve", t[keep], np.asarray(rs)[keep] * 1e6, float(t[-1] + step))
+    return Trace(path.name, str(path), "pensieve", tr[keep], np.asarray(rs)[keep] * 1e6, float(tr[-1] + step))
 
 
 def _load_mahimahi(path: Path, lines: list[str]) -> Trace:
@@ -217,7 +234,7 @@ def load_trace(path: str | Path) -> Trace:
         raise TraceError(p, None, "empty file")
     if first.split()[0] == "step":
         return _load_akamai(p, [ln for ln in lines if ln.strip()])
-    ncol = len(first.split())
+    ncol = len(_fields(first))
     if ncol == 1:
         return _load_mahimahi(p, lines)
     if ncol == 2:
@@ -226,15 +243,23 @@ def load_trace(path: str | Path) -> Trace:
     raise TraceError(p, line_no, f"unknown format: {ncol} columns (expected 1 Mahimahi, 2 Pensieve, or Akamai header)")
 
 
+def _is_trace_candidate(f: Path) -> bool:
+    name = f.name.lower()
+    if name.startswith((".", "readme", "license", "sha256sums", "md5sums", "provenance")):
+        return False
+    return f.suffix.lower() not in TRACE_SUFFIXES_SKIPPED
+
+
 def trace_files(sources: str | Path | list | tuple) -> list[Path]:
-    """Expand directories and files into a sorted list of trace files (READMEs and JSON skipped)."""
+    """Expand directories (recursively: a folder of trace families works) and files into a sorted list of
+    trace files; READMEs, licences, checksums and JSON are skipped."""
     items = [sources] if isinstance(sources, (str, Path)) else list(sources)
     out: list[Path] = []
     for it in items:
         p = Path(it)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() not in TRACE_SUFFIXES_SKIPPED
-                          and not f.name.startswith(".") and f.name != "SHA256SUMS")
+            out += sorted(f for f in p.rglob("*") if f.is_file() and _is_trace_candidate(f)
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.is_file():
             out.append(p)
         else:
@@ -245,4 +270,21 @@ def trace_files(sources: str | Path | list | tuple) -> list[Path]:
 
 
 def load_traces(sources: str | Path | list | tuple) -> list[Trace]:
-    return [load_trace(f) for f in trace_files(sources)]
+    """Every trace under ``sources``. A file named directly must load; in a directory, a file that is not a
+    trace (notes, other formats) is skipped with one warning naming it and the line, and the rest load."""
+    items = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    named = {Path(it).resolve() for it in items if Path(it).is_file()}
+    out: list[Trace] = []
+    skipped: list[str] = []
+    for f in trace_files(sources):
+        try:
+            out.append(load_trace(f))
+        except TraceError as exc:
+            if f.resolve() in named:
+                raise
+            skipped.append(str(exc))
+            log.warning("skipping %s", exc)
+    if not out:
+        raise TraceError(", ".join(map(str, items)), None,
+                         f"no loadable trace files ({len(skipped)} skipped: {'; '.join(skipped[:3])})")
+    return out

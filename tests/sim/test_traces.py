@@ -73,9 +73,33 @@ def test_empty_and_missing(tmp_path):
 @pytest.mark.skipif(SHARED is None, reason="../shared/traces not found")
 @pytest.mark.parametrize("family", ["pensieve_fcc_hsdpa_train", "mahimahi_cellular", "akamai_cellular_loss"])
 def test_real_families_load(family):
+    if not (SHARED / "traces" / family).is_dir():
+        pytest.skip(f"../shared/traces/{family} not present")
     trs = load_traces(SHARED / "traces" / family)
     assert trs
     for tr in trs:
         assert tr.period_s > 0 and np.all(tr.rate_bps >= 0)
         scale = tr.scale_for(1e8, 1.0)
         assert tr.median_1s_bps() * scale == pytest.approx(1e8)
+
+
+def test_csv_with_header_and_nested_folders(tmp_path):
+    """Any folder of traces: CSV two-column exports with a header, families in subfolders, notes beside
+    them (skipped with a warning naming the file), only a folder with no trace at all is an error."""
+    (tmp_path / "fam_a").mkdir()
+    (tmp_path / "fam_b" / "deeper").mkdir(parents=True)
+    (tmp_path / "fam_a" / "t1.csv").write_text("time_s,throughput_mbps\n0,1.5\n1,2.5\n2,0.5\n")
+    (tmp_path / "fam_b" / "deeper" / "m.down").write_text("0\n1\n1\n2\n")
+    (tmp_path / "fam_b" / "notes.txt").write_text("captured on a train, see the paper\n")
+    (tmp_path / "README.md").write_text("# traces\n")
+    trs = load_traces(tmp_path)
+    assert sorted(t.fmt for t in trs) == ["mahimahi", "pensieve"]
+    csv = next(t for t in trs if t.fmt == "pensieve")
+    assert csv.capacity_ms(1000, 1)[0] * 8000.0 == pytest.approx(2.5e6)
+    with pytest.raises(TraceError):  # a file named directly must load
+        load_traces([tmp_path / "fam_b" / "notes.txt"])
+    empty = tmp_path / "only_notes"
+    empty.mkdir()
+    (empty / "n.txt").write_text("hello world here\n")
+    with pytest.raises(TraceError, match="no loadable trace"):
+        load_traces(empty)
