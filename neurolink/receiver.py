@@ -30,6 +30,7 @@ from neurolink.wire import format as wire
 log = logging.getLogger(__name__)
 
 SinkFactory = Callable[[wire.StreamHeader], list[Sink]]
+KEYFRAME_REQUEST_S = 0.02  # repeat a keyframe request for the same level at most this often
 
 
 @dataclass
@@ -44,6 +45,7 @@ class RxStats:
     raw_bytes: int = 0
     timestamp_clamps: int = 0
     restarts: int = 0
+    keyframe_requests: int = 0  # sent after undecodable frames (see Receiver._request_keyframe)
     capacity_probes: int = 0  # FLAG_PROBE copies paired with their frame (dispersion samples)
     capacity_probes_unpaired: int = 0  # the frame before it was lost, late or reordered
     capacity_bps: float = float("nan")  # last interval's capacity estimate
@@ -81,6 +83,7 @@ class _RxStream:
             self.applied_offset = 0.0
         # per control interval
         self.iv_bytes = 0
+        self.kf_requested: dict[int, float] = {}  # level -> monotonic time of the last keyframe request
         self.iv_capacity: list[float] = []  # packet-pair capacity samples (bit/s) this interval
         self.last_seq = -1  # seq and arrival time (perf_counter) of the last data frame: the probe's pair
         self.last_arrival = 0.0
@@ -356,6 +359,7 @@ class Receiver:
         except MissingReferenceError:
             s.frames_undecodable += 1
             data = None
+            self._request_keyframe(st, h.level)
         except CodecError as exc:
             # a payload that passed the wire checksum but does not decode (tampered, or a codec fault): its
             # samples are concealed like a lost frame, never skipped, and a streaming decoder restarts from
@@ -363,6 +367,7 @@ class Receiver:
             s.frames_undecodable += 1
             st.decoders.pop(h.level, None)
             data = None
+            self._request_keyframe(st, h.level)
             if s.frames_undecodable in (1, 10, 100) or s.frames_undecodable % 1000 == 0:
                 log.warning("stream %d frame %d (level %d): undecodable payload, concealed (%d so far): %s",
                             h.stream_id, h.seq, h.level, s.frames_undecodable, exc)
@@ -433,6 +438,22 @@ class Receiver:
         msg = self._seal(wire.pack_clock(wire.ClockProbe(stream_id, 2, pylsl.local_clock(), 0.0, 0.0)))
         asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))
 
+    def _request_keyframe(self, st: _RxStream, level: int) -> None:
+        """Ask the sender for a keyframe at ``level`` instead of waiting up to a keyframe interval (~100 ms of
+        concealment) for the next scheduled one; at most one request per level per ``KEYFRAME_REQUEST_S``."""
+        now = time.monotonic()
+        if now - st.kf_requested.get(level, -1e9) < KEYFRAME_REQUEST_S:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        st.kf_requested[level] = now
+        st.stats.keyframe_requests += 1
+        sid = st.header.stream_id
+        msg = self._seal(wire.pack_clock(wire.ClockProbe(sid, 3, pylsl.local_clock(), float(level), 0.0)))
+        asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=sid))
+
     def _probe(self, stream_id: int) -> None:
         msg = self._seal(wire.pack_clock(wire.ClockProbe(stream_id, 0, pylsl.local_clock(), 0.0, 0.0)))
         asyncio.ensure_future(self.transport.send_feedback(msg, stream_id=stream_id))
@@ -499,7 +520,8 @@ class Receiver:
                 "samples_out": s.samples_out, "samples_concealed": s.samples_concealed, "ratio": s.ratio,
                 "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
-                "level": s.level, "ended": s.ended, "capacity_probes": s.capacity_probes,
+                "level": s.level, "ended": s.ended, "keyframe_requests": s.keyframe_requests,
+                "capacity_probes": s.capacity_probes,
                 "capacity_probes_unpaired": s.capacity_probes_unpaired, "capacity_mbps": s.capacity_bps / 1e6,
             }
             if self.reliable is not None:  # archive progress in the status file / metrics

@@ -63,6 +63,7 @@ class StreamStats:
     level_switches: int = 0
     levels_used: set = field(default_factory=set)
     capacity_probes: int = 0  # frame copies sent for the receiver's dispersion (capacity) estimate
+    keyframe_requests: int = 0  # honoured receiver requests (the next frame at that level was a keyframe)
     frames_by_level: list = field(default_factory=list)  # frames encoded at each ladder level
     backlog_ms: float = 0.0
     encode_us: Ring = field(default_factory=Ring)
@@ -405,6 +406,12 @@ class Sender:
                     if probe.kind == 2 and probe.stream_id in self.streams:
                         st = self.streams[probe.stream_id]
                         await self._send_now(st, st.header_msg, "header")
+                    elif probe.kind == 3 and probe.stream_id in self.streams:  # the receiver lost a reference
+                        st = self.streams[probe.stream_id]
+                        level = int(probe.t1) if 0 <= probe.t1 < len(st.codecs) else -1
+                        if level >= 0:
+                            st.codecs[level].request_keyframe()
+                            st.stats.keyframe_requests += 1
                     elif probe.kind == 0 and probe.stream_id in self.streams:  # not another sender's stream
                         t1 = pylsl.local_clock()
                         reply = wire.ClockProbe(probe.stream_id, 1, probe.t0, t1, pylsl.local_clock())
@@ -452,6 +459,7 @@ class Sender:
                 "ratio": s.ratio, "codec_ratio": s.codec_ratio, "level": s.level, "decisions": getattr(st.controller, "decisions", 0),
                 "level_switches": s.level_switches, "levels_used": sorted(s.levels_used), "backlog_ms": s.backlog_ms,
                 "capacity_probes": s.capacity_probes, "frames_by_level": list(s.frames_by_level),
+                "keyframe_requests": s.keyframe_requests,
                 "dropped_queue": s.frames_dropped_queue,
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),

@@ -99,6 +99,11 @@ class Codec(ABC):
     def reset(self) -> None:  # noqa: B027 - optional hook, stateless codecs have nothing to reset
         """Forget cross-frame state (streaming codecs); the next encoded frame is a keyframe."""
 
+    def request_keyframe(self) -> None:
+        """Make the next encoded frame a keyframe (a receiver lost the reference). Codecs with learned
+        state worth keeping (predictor fits) override this to keep it; the default forgets everything."""
+        self.reset()
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "id")
         return f"{type(self).__name__}({params})"

@@ -56,7 +56,8 @@ def _direction(msg: bytes | memoryview) -> int:
     if mtype == wire.MSG_CLOCK:
         if len(msg) <= _CLOCK_KIND_OFFSET:
             return -1
-        return DIR_FEEDBACK if msg[_CLOCK_KIND_OFFSET] == 0 else DIR_DATA
+        # only replies (kind 1) travel with the data; probes, header and keyframe requests go back upstream
+        return DIR_DATA if msg[_CLOCK_KIND_OFFSET] == 1 else DIR_FEEDBACK
     return DIR_DATA
 
 

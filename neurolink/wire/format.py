@@ -327,7 +327,8 @@ class ClockProbe:
     """Sender -> receiver: sender LSL clock at send, for NTP-style offset estimation."""
 
     stream_id: int
-    kind: int  # 0 = probe, 1 = reply, 2 = stream-header request (receiver saw frames of an unknown stream)
+    kind: int  # 0 = probe, 1 = reply, 2 = stream-header request (receiver saw frames of an unknown stream),
+    # 3 = keyframe request (receiver -> sender: a frame at level int(t1) could not be decoded; t0 = its clock)
     t0: float
     t1: float
     t2: float
@@ -344,8 +345,8 @@ def parse_clock(buf: bytes | memoryview) -> ClockProbe:
         raise WireFormatError("clock", len(buf), f"truncated: {len(buf)} of {_CLOCK.size} bytes")
     _check_crc(buf, _CLOCK.size)
     _m, _v, _t, sid, kind, t0, t1, t2 = _CLOCK.unpack_from(buf, 0)
-    if kind not in (0, 1, 2):
-        raise WireFormatError("clock.kind", 10, f"expected 0, 1 or 2, got {kind}")
+    if kind not in (0, 1, 2, 3):
+        raise WireFormatError("clock.kind", 10, f"expected 0, 1, 2 or 3, got {kind}")
     for name, v, off in (("t0", t0, 11), ("t1", t1, 19), ("t2", t2, 27)):
         if not math.isfinite(v):
             raise WireFormatError(f"clock.{name}", off, "must be finite")
