@@ -3,6 +3,9 @@ weight-set references in keyframes, prefix-coded quotients; loss detection and r
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -219,3 +222,84 @@ def test_v3_reference_to_unknown_weight_set_waits():
         dec.decode(f)
     with pytest.raises(MissingReferenceError, match="weight set"):
         dec.decode(fb[ref])
+
+
+# --- frame kernels (lpc.encode_frame / decode_frame): pure speed work, the bytes must not change ------
+
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "codecs"
+
+
+@pytest.mark.parametrize("cfg_path", sorted(FIXTURES.glob("nl-lossless_v3_*.json")), ids=lambda p: p.stem)
+def test_v3_encoder_reproduces_the_fixtures(cfg_path):
+    """The v3 encoder still writes the committed payloads byte for byte (prefix and Rice coders,
+    weight-set references, a learned alphabet, int32, a frame-length change)."""
+    meta = json.loads(cfg_path.read_text())
+    x = np.load(cfg_path.with_suffix(".npy"), allow_pickle=False)
+    enc = get_codec(meta["config"])
+    blobs = b"".join(enc.encode(x[start:stop]) for _, start, stop in meta["frames"])
+    assert blobs == cfg_path.with_suffix(".bin").read_bytes()
+
+
+def test_rice_k_closed_form_matches_the_stepping_rule():
+    """update_k computes the LOCO-I k from (A, N) directly; the v1/v2 rule stepped k up/down."""
+    from neurolink.codecs.lossless.rice import update_k
+
+    def stepping(k, a, n):
+        while k < 50 and (n << k) < a:
+            k += 1
+        while k > 0 and (n << (k - 1)) >= a:
+            k -= 1
+        return k
+
+    rng = np.random.default_rng(3)
+    cases = [(a, n) for n in (1, 2, 3, 4, 31, 32, 33, 63, 64, 1025) for a in range(0, 300)]
+    big = zip(rng.integers(0, 2**46, 3000), rng.integers(1, 1100, 3000), strict=True)
+    cases += [(int(a), int(n)) for a, n in big]
+    cases += [((1 << e) + d, n) for e in range(1, 47) for d in (-1, 0, 1) for n in (1, 5, 64)]
+    for a, n in cases:
+        for k0 in (0, 7, 40):
+            assert update_k(k0, a, n) == stepping(k0, a, n), (k0, a, n)
+
+
+def test_int32_and_int64_prediction_paths_agree():
+    """int16 streams predict in int32 when no sum can leave it (lpc.transpose); both paths agree."""
+    from neurolink.codecs.lossless import lpc
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(-32768, 32768, (40, 97)).astype(np.int16)
+    x[::5] = 32767
+    x[2::7] = -32768
+    for scale in (1, 8):  # sum |w| * 2^15 + |b| just below / far above 2^31
+        coefs = rng.integers(-4000 * scale, 4000 * scale, (1, 97, lpc.N_COEF))
+        coefs[..., lpc.N_W] = rng.integers(-(2**20), 2**20, (1, 97))
+        wt, wt32, fast32 = lpc.transpose(coefs, np.dtype(np.int16))
+        assert bool(fast32[0]) == (scale == 1)
+        out = []
+        for f32 in (np.array([True]), np.array([False])):
+            if not f32[0] or fast32[0]:
+                e = np.empty((40, 97), np.int64)
+                lpc.residuals(x, np.zeros((97, 3), np.int64), wt, wt32, f32, 40, True, -32768, 32767, e)
+                out.append(e)
+        assert all(np.array_equal(out[0], o) for o in out)
+    assert not lpc.transpose(coefs, np.dtype(np.int32))[2][0]
+
+
+def test_v3_wide_frames_with_escapes_and_truncation():
+    """1024-channel frames with outliers (escape codes, slow paths of the writer and reader) round
+    trip; a truncated or padded predicted frame is reported, never decoded."""
+    rng = np.random.default_rng(12)
+    x = _tetrode(30 * 12, n_ch=1024)
+    x[rng.integers(0, x.shape[0], 200), rng.integers(0, 1024, 200)] = rng.choice([-32768, 32767], 200)
+    frames = _frames(x, 30, keyframe_interval=100)
+    dec = _codec(keyframe_interval=100)
+    for i, b in enumerate(frames[:6]):
+        assert np.array_equal(dec.decode(b), x[30 * i : 30 * i + 30])
+    for bad in (frames[6][:-1], frames[6][: len(frames[6]) // 2], frames[6] + b"\x00"):
+        d2 = _codec(keyframe_interval=100)
+        for b in frames[:6]:
+            d2.decode(b)
+        with pytest.raises(MissingReferenceError):
+            d2.decode(bad)
+    y = rng.integers(-(2**31), 2**31, (30 * 8, 1024)).astype(np.int32)
+    check_stream_roundtrip(_codec(keyframe_interval=100), y, frame=30)

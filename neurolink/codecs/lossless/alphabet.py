@@ -47,7 +47,7 @@ class Alphabet:
         return not np.any(self.mode)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_codes(x, mode, offset, scale, tab_start, tab_len, tables, codes, miss) -> None:
     n_s, n_ch = x.shape
     for t in range(n_s):
@@ -81,7 +81,7 @@ def _to_codes(x, mode, offset, scale, tab_start, tab_len, tables, codes, miss) -
                     codes[t, c] = a - lo
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _from_codes(codes, mode, offset, scale, tab_start, tab_len, tables, lo_v, hi_v, y) -> int:
     """Inverse map into ``y``; returns the flat index of the first invalid code, or -1."""
     n_s, n_ch = codes.shape
@@ -151,7 +151,7 @@ def detect(uniques: list[np.ndarray], dtype: np.dtype, n_samples: int) -> Alphab
     return alpha
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _maybe_sparse(x) -> np.ndarray:
     """Per channel: False once two consecutive samples differ by exactly 1 (then the channel is
     dense); real broadband data stops after a few samples, so this is ~free."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from neurolink.codecs.base import CODE_DTYPES, DTYPE_CODES, MAX_CHANNELS, MAX_DECODED_BYTES, Codec, as_2d
 from neurolink.codecs.lossless import alphabet as alph
-from neurolink.codecs.lossless import fit, huff, lpc
+from neurolink.codecs.lossless import fit, lpc
 from neurolink.codecs.lossless.bitio import bytes_consumed, flush_bits
 from neurolink.codecs.lossless.predict import decode_block, encode_block, init_state
 from neurolink.codecs.lossless.tracker import AlphabetTracker
@@ -67,6 +67,9 @@ _WORST_BYTES = {"int16": 6, "int32": 8}
 #: per-dtype constants looked up once per frame (dtype.name and np.iinfo are slow on the hot path)
 _DT = {np.dtype(n): (ESC_BITS[n], _WORST_BYTES[n], int(np.iinfo(n).min), int(np.iinfo(n).max), DTYPE_CODES[n])
        for n in ("int16", "int32")}
+_NO_COST = np.zeros((1, 2), np.int64)  # Rice-only frames keep no per-channel code costs
+_NO_PFX = np.zeros(1, np.int64)
+_NO_COEFS = np.zeros(0, np.int64)  # a state whose weights are set later
 
 
 class _State:
@@ -76,13 +79,14 @@ class _State:
         self.n_ch = n_ch
         self.dtype = dtype
         self.alpha = alpha
+        self.trivial = alpha.trivial
         self.hist, self.cost, self.rice = init_state(n_ch)
         self.framing = 1  # 2: inside a v2 stream (kind SELECT): short predicted-frame headers
         self.last_n = -1
 
     def copy(self) -> _State:
         s = _State.__new__(_State)
-        s.n_ch, s.dtype, s.alpha = self.n_ch, self.dtype, self.alpha
+        s.n_ch, s.dtype, s.alpha, s.trivial = self.n_ch, self.dtype, self.alpha, self.trivial
         s.framing, s.last_n = self.framing, self.last_n
         s.hist, s.cost, s.rice = self.hist.copy(), self.cost.copy(), self.rice.copy()
         return s
@@ -115,22 +119,53 @@ class _State2:
 
     version = 2
 
-    def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray) -> None:
+    def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray,
+                 trivial: bool | None = None, scratch: _State2 | None = None) -> None:
+        """``trivial``: ``alpha.trivial`` if the caller has it; ``scratch``: a state of the same stream
+        whose scratch buffers this one may take over (a keyframe replacing it)."""
         self.n_ch = n_ch
         self.dtype = dtype
         self.alpha = alpha
-        self.coefs = coefs  # (n_seg, n_ch, 6)
+        self.trivial = alpha.trivial if trivial is None else trivial
+        self.coefs = coefs  # (n_seg, n_ch, 7)
         self.hist = np.zeros((n_ch, 3), np.int64)
-        self.rice = np.zeros((n_ch, 3), np.int64)
+        self.rice = np.zeros((3, n_ch), np.int64)  # (A, N, k) per channel, field-major
         self.last_n = -1
         self.seg = 1
-        self.erow = np.empty(n_ch, np.int64)  # decoder scratch: one row of residuals
+        if scratch is not None and scratch.n_ch == n_ch and scratch.dtype == dtype:
+            self.erows, self.erow, self.prow, self.words = scratch.erows, scratch.erow, scratch.prow, scratch.words
+            return
+        # kernel scratch: one row of residuals (int16 data: int32, like the arithmetic), partial predictions
+        self.erows = np.empty((2, n_ch), np.int32 if dtype == np.int16 else np.int64)  # decoder: 2 rows
+        self.erow = self.erows[0]
+        self.prow = np.empty(n_ch, np.int64)  # decoder: a row's predictions without the left neighbour
+        self.words = np.empty((2, n_ch), np.int64)  # encoder: a row's code words and lengths
+
+    @property
+    def coefs(self) -> np.ndarray:
+        return self._coefs
+
+    @coefs.setter
+    def coefs(self, coefs: np.ndarray) -> None:
+        """The weights as sent (n_seg, n_ch, 7) and the kernels' layout (:func:`lpc.transpose`)."""
+        self._coefs = coefs
+        if coefs.ndim == 3:
+            self.wt, self.wt32, self.fast32 = lpc.transpose(coefs, self.dtype)
+
+    def share_weights(self, other: _State2) -> None:
+        """Use ``other``'s weight set (a v3 keyframe naming an earlier set: no new transpose)."""
+        self._coefs, self.wt, self.wt32, self.fast32 = other._coefs, other.wt, other.wt32, other.fast32
+
+    def _copy_into(self, s: _State2) -> None:
+        s.n_ch, s.dtype, s.alpha, s.trivial, s.last_n = self.n_ch, self.dtype, self.alpha, self.trivial, self.last_n
+        s._coefs, s.seg, s.erows, s.erow, s.prow, s.words = self._coefs, self.seg, self.erows, self.erow, self.prow, self.words
+        if self._coefs.ndim == 3:
+            s.wt, s.wt32, s.fast32 = self.wt, self.wt32, self.fast32
+        s.hist, s.rice = self.hist.copy(), self.rice.copy()
 
     def copy(self) -> _State2:
         s = _State2.__new__(_State2)
-        s.n_ch, s.dtype, s.alpha, s.coefs, s.last_n = self.n_ch, self.dtype, self.alpha, self.coefs, self.last_n
-        s.seg, s.erow = self.seg, self.erow
-        s.hist, s.rice = self.hist.copy(), self.rice.copy()
+        self._copy_into(s)
         return s
 
 
@@ -139,8 +174,9 @@ class _State3(_State2):
 
     version = 3
 
-    def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray) -> None:
-        super().__init__(n_ch, dtype, alpha, coefs)
+    def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray,
+                 trivial: bool | None = None, scratch: _State2 | None = None) -> None:
+        super().__init__(n_ch, dtype, alpha, coefs, trivial, scratch)
         self.index = 0
         self.wsig = 0
         self.full = True
@@ -149,10 +185,8 @@ class _State3(_State2):
 
     def copy(self) -> _State3:
         s = _State3.__new__(_State3)
-        s.n_ch, s.dtype, s.alpha, s.coefs, s.last_n = self.n_ch, self.dtype, self.alpha, self.coefs, self.last_n
-        s.seg, s.erow, s.index, s.wsig, s.full = self.seg, self.erow, self.index, self.wsig, self.full
-        s.coder, s.pfx = self.coder, self.pfx
-        s.hist, s.rice = self.hist.copy(), self.rice.copy()
+        self._copy_into(s)
+        s.index, s.wsig, s.full, s.coder, s.pfx = self.index, self.wsig, self.full, self.coder, self.pfx
         return s
 
 
@@ -162,7 +196,8 @@ class _Fitter:
 
     def __init__(self, n_ch: int, interval: int, drop: int = 0) -> None:
         self.drop = drop
-        self.stats = np.zeros((n_ch, fit.N_FEAT, fit.N_FEAT), np.float64)
+        self.stats = np.zeros((fit.N_FEAT, fit.N_FEAT, n_ch), np.float64)  # channel-minor (vectorised)
+        self.feat = np.empty((2, 5, n_ch + 1), np.float64)
         self.count = np.zeros(n_ch, np.int64)
         self.pending = np.zeros((n_ch, lpc.N_COEF), np.int64)
         fit.solve(self.stats, self.count, 0, n_ch, self.pending, drop)  # defaults
@@ -175,16 +210,16 @@ class _Fitter:
             return
         rows = n_s if full else max(1, min(n_s, 2048 // n_ch))
         step = max(1, n_s // rows)
-        fit.accumulate_frame(codes, hist, min(3, n_s) if full else n_s - 1 - step * (rows - 1), step, self.stats, self.count)
+        t0 = min(3, n_s) if full else n_s - 1 - step * (rows - 1)
         if full:
+            fit.accumulate_frame(codes, hist, t0, step, self.stats, self.count, self.feat)
             fit.solve(self.stats, self.count, 0, n_ch, self.pending, self.drop)
             self.next_c = 0
-        elif self.next_c < n_ch:
+        else:
+            # a slice of channels is solved, then their statistics fade (exponential memory)
             stop = min(n_ch, self.next_c + self.slice)
-            fit.solve(self.stats, self.count, self.next_c, stop, self.pending, self.drop)
-            # exponential memory: a channel's statistics fade once its weights are solved
-            self.stats[self.next_c : stop] *= FIT_DECAY
-            self.count[self.next_c : stop] = (self.count[self.next_c : stop] * FIT_DECAY).astype(np.int64)
+            fit.observe_frame(codes, hist, t0, step, self.stats, self.count, self.feat, self.next_c, stop,
+                              self.pending, self.drop, FIT_DECAY)
             self.next_c = stop
 
     def take(self) -> np.ndarray:
@@ -234,7 +269,7 @@ class NlLossless(Codec):
         self._dec_expected = -1
         self._keys_since_full = 0
         self._keys_total = 0
-        self._wset: tuple[int, np.ndarray] | None = None  # decoder: last full v3 weight set (signature, coefs)
+        self._wset: tuple[int, _State3] | None = None  # decoder: last full v3 weight set (signature, its state)
         self._code_cost: np.ndarray | None = None  # encoder: per channel (Rice, prefix) bits so far
 
     @staticmethod
@@ -244,7 +279,10 @@ class NlLossless(Codec):
 
     # encoding ---------------------------------------------------------------------------------
     def encode(self, x: np.ndarray) -> bytes:
-        x = as_2d(x, self.codec_id, self.dtypes)
+        # what as_2d checks, without its conversions when the frame already is what it asks for
+        if not (type(x) is np.ndarray and x.ndim == 2 and x.dtype in _DT and x.flags.c_contiguous
+                and x.shape[1] <= MAX_CHANNELS and x.nbytes <= MAX_DECODED_BYTES):
+            x = as_2d(x, self.codec_id, self.dtypes)
         n_s, n_ch = x.shape
         dt = x.dtype
         if self.mode == "archive":
@@ -263,19 +301,26 @@ class NlLossless(Codec):
         key = key or (isinstance(self._enc, _State3) and self._enc.last_n != n_s)
         codes = None  # type: ignore[assignment]
         if not key:
-            codes, miss = alph.to_codes(x, self._enc.alpha)  # type: ignore[union-attr]
-            key = bool(miss.any())  # escape: a value outside the alphabet forces a keyframe
+            if self._enc.trivial:  # type: ignore[union-attr]
+                codes = x
+            else:
+                codes, miss = alph.to_codes(x, self._enc.alpha)  # type: ignore[union-attr]
+                key = bool(miss.any())  # escape: a value outside the alphabet forces a keyframe
         first = self._enc is None
         if key:
             alpha = self._tracker.alphabet()
-            codes, miss = alph.to_codes(x, alpha)
-            if miss.any():  # cannot happen: the tracker has seen x
-                raise CodecError("nl-lossless: internal error, alphabet misses keyframe values")
-            if first or (self._enc is not None and self._enc.alpha is not alpha and not alpha.trivial):
+            trivial = alpha.trivial  # an np.any: evaluated once per keyframe
+            if trivial:
+                codes = x
+            else:
+                codes, miss = alph.to_codes(x, alpha)
+                if miss.any():  # cannot happen: the tracker has seen x
+                    raise CodecError("nl-lossless: internal error, alphabet misses keyframe values")
+            if first or (self._enc is not None and self._enc.alpha is not alpha and not trivial):
                 self._fitter.observe(codes, np.zeros((n_ch, 3), np.int64), full=True)
             else:
                 self._fitter.observe(codes, self._enc.hist, full=False)  # type: ignore[union-attr]
-            kinit = self._enc.rice[:, 2].copy() if isinstance(self._enc, _State2) else None
+            kinit = self._enc.rice[2].copy() if isinstance(self._enc, _State2) else None
             coefs = self._fitter.take()[None]
             if n_s * self.keyframe_interval >= LPC_MIN_ROWS:
                 prev = self._enc
@@ -284,13 +329,15 @@ class NlLossless(Codec):
                 if (isinstance(prev, _State3) and prev.alpha is alpha and self._keys_since_full < FULL_EVERY - 1
                         and self._keys_total > 3):
                     self._keys_since_full += 1
-                    self._enc = _State3(n_ch, dt, alpha, prev.coefs)
+                    self._enc = _State3(n_ch, dt, alpha, _NO_COEFS, trivial, prev)
+                    self._enc.share_weights(prev)
                     self._enc.full = False
                     self._enc.wsig = prev.wsig
                 else:
                     self._keys_since_full = 0
                     half = (1 << WEIGHT_DROP) >> 1
-                    self._enc = _State3(n_ch, dt, alpha, ((coefs + half) >> WEIGHT_DROP) << WEIGHT_DROP)
+                    self._enc = _State3(n_ch, dt, alpha, ((coefs + half) >> WEIGHT_DROP) << WEIGHT_DROP, trivial,
+                                        prev if isinstance(prev, _State2) else None)
                     self._enc.wsig = _weight_sig(self._enc.coefs)
                 if n_s * n_ch <= PREFIX_MAX_SAMPLES:
                     self._enc.coder = CODER_PREFIX
@@ -300,7 +347,7 @@ class NlLossless(Codec):
                     self._enc.pfx = (self._code_cost[:, 1] <= self._code_cost[:, 0]).astype(np.int64)
                     self._code_cost >>= 1
                 if kinit is not None:
-                    self._enc.rice[:, 2] = kinit
+                    self._enc.rice[2] = kinit
             else:
                 self._enc = _State(n_ch, dt, alpha)
                 self._enc.framing = 2
@@ -321,27 +368,28 @@ class NlLossless(Codec):
         Rice codes, the frame check in the last byte's spare bits (n_samples = the keyframe's)."""
         n_s, n_ch = codes.shape
         esc, worst, lo, hi, dcode = _DT[st.dtype]
-        e = self._res_buffer(n_s, n_ch)
-        lpc.residuals(codes, st.hist, st.coefs, max(n_s, 1), key, lo, hi, e)
         out = self._out_buffer(n_s * n_ch * worst + 16)
+        prefix = st.coder == CODER_PREFIX
+        cost = self._code_cost if prefix else _NO_COST
         if not key:
             st.index += 1
-            if st.coder == CODER_PREFIX:
-                nbytes = huff.encode(e, st.rice, False, esc, out, 1, st.index, CHECK_MIN, st.pfx, self._code_cost)
-            else:
-                nbytes = lpc.rice_encode(e, st.rice, False, esc, out, 1, st.index, CHECK_MIN)
+            nbytes = lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, n_s, False, lo, hi, st.rice, esc, out, 1, st.index,
+                                      CHECK_MIN, prefix, st.pfx, cost, st.erow, st.words)
             return out[:nbytes].tobytes()
         st.index = 0
         st.last_n = n_s
         head = bytearray([b0, (VERSION << 4) | dcode])
         put_uvarint(head, n_ch)
-        alph.pack(st.alpha, head)
+        if st.trivial:
+            head.append(0)  # what alph.pack writes for an all-identity alphabet
+        else:
+            alph.pack(st.alpha, head)
         put_uvarint(head, n_s)
         head.append((KIND_LPC if st.full else KIND_LPC_REF) | (st.coder << 4))
         head += st.wsig.to_bytes(3, "little")
-        if not st.rice[:, 2].any():
-            st.rice[:, 2] = _k_from(e)
-        kinit = np.minimum(st.rice[:, 2], lpc.MAX_K)
+        if not st.rice[2].any():
+            st.rice[2] = self._k_first(codes, st, max(n_s, 1), lo, hi)
+        kinit = np.minimum(st.rice[2], lpc.MAX_K)
         lpc.init_rice(st.rice, kinit)
         tab = self._tab_buffer(st.coefs.size * 10 + n_ch + 16)
         pos = 0
@@ -350,13 +398,19 @@ class NlLossless(Codec):
             pos = lpc.put_varints(st.coefs.reshape(-1) >> WEIGHT_DROP, tab, 1)
         tab[pos : pos + n_ch] = kinit | (st.pfx << 6) if st.coder == CODER_PREFIX else kinit
         head += tab[: pos + n_ch].tobytes()
-        if not n_s or not n_ch:
-            nbytes = 0
-        elif st.coder == CODER_PREFIX:
-            nbytes = huff.encode(e, st.rice, True, esc, out, 0, 0, -1, st.pfx, self._code_cost)
-        else:  # explicit framing arguments: numba's specialisation for omitted defaults ran ~1.5x slower
-            nbytes = lpc.rice_encode(e, st.rice, True, esc, out, 0, 0, -1)
-        return bytes(head) + out[:nbytes].tobytes()
+        nbytes = (lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, max(n_s, 1), True, lo, hi, st.rice, esc, out, 0, 0, -1,
+                                   prefix, st.pfx, cost, st.erow, st.words) if n_s and n_ch else 0)
+        head += out.data[:nbytes]
+        return bytes(head)
+
+    @staticmethod
+    def _k_first(codes: np.ndarray, st: _State2, seg: int, lo: int, hi: int) -> np.ndarray:
+        """A fresh stream's (or archive block's) initial Rice k, from its first rows' residuals."""
+        n_ch = codes.shape[1]
+        pre = codes[:9]
+        e = np.empty((pre.shape[0], n_ch), np.int64)
+        lpc.residuals(pre, np.zeros((n_ch, 3), np.int64), st.wt, st.wt32, st.fast32, seg, True, lo, hi, e)
+        return _k_from(e)
 
     def _archive_state(self, codes: np.ndarray, alpha: alph.Alphabet, dt: np.dtype) -> _State | _State2:
         """LPC or SELECT for an archive block: whichever codes a prefix of the block smaller."""
@@ -408,26 +462,24 @@ class NlLossless(Codec):
         if isinstance(st, _State):
             return self._emit_select(b0, key, codes, st)
         esc, worst, lo, hi, _ = _DT[st.dtype]
-        e = self._res_buffer(n_s, n_ch)
         seg_eff = seg if seg else max(n_s, 1)
         head = self._head(b0, key, n_s, st, KIND_LPC)
         if key:
             put_uvarint(head, seg)
-            lpc.residuals(codes, st.hist, st.coefs, seg_eff, True, lo, hi, e)
-            if not st.rice[:, 2].any():
-                st.rice[:, 2] = _k_from(e)
-            kinit = np.minimum(st.rice[:, 2], lpc.MAX_K)
+            if not st.rice[2].any():
+                st.rice[2] = self._k_first(codes, st, seg_eff, lo, hi)
+            kinit = np.minimum(st.rice[2], lpc.MAX_K)
             lpc.init_rice(st.rice, kinit)
             tab = self._tab_buffer(st.coefs.size * 10 + n_ch + 16)
             pos = lpc.put_varints(st.coefs.reshape(-1), tab, 0)
             tab[pos : pos + n_ch] = kinit
             head += tab[: pos + n_ch].tobytes()
-        else:
-            lpc.residuals(codes, st.hist, st.coefs, seg_eff, False, lo, hi, e)
         st.last_n = n_s
         out = self._out_buffer(n_s * n_ch * worst + 16)
-        nbytes = lpc.rice_encode(e, st.rice, key, esc, out, 0, 0, -1) if n_s and n_ch else 0
-        return bytes(head) + out[:nbytes].tobytes()
+        nbytes = (lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, seg_eff, key, lo, hi, st.rice, esc, out, 0, 0, -1,
+                                   False, _NO_PFX, _NO_COST, st.erow, st.words) if n_s and n_ch else 0)
+        head += out.data[:nbytes]
+        return bytes(head)
 
     def _tab_buffer(self, size: int) -> np.ndarray:
         if self.mode == "archive":
@@ -437,16 +489,6 @@ class NlLossless(Codec):
             buf = np.empty(size, np.uint8)
             self._tab = buf
         return buf
-
-    def _res_buffer(self, n_s: int, n_ch: int) -> np.ndarray:
-        """Residual scratch (stream mode reuses it: fresh pages cost more than the arithmetic)."""
-        if self.mode == "archive":
-            return np.empty((n_s, n_ch), np.int64)
-        buf = getattr(self, "_res", None)
-        if buf is None or buf.size < n_s * n_ch:
-            buf = np.empty(max(n_s * n_ch, 1 << 15), np.int64)
-            self._res = buf
-        return buf[: n_s * n_ch].reshape(n_s, n_ch)
 
     def _out_buffer(self, size: int) -> np.ndarray:
         """Stream mode reuses one scratch buffer (no per-frame allocation of the worst-case size);
@@ -526,9 +568,9 @@ class NlLossless(Codec):
         sig = int.from_bytes(rd.take(3, "weight set signature"), "little")
         buf = np.frombuffer(blob, np.uint8)
         if kind == KIND_LPC_REF:
-            if self._wset is None or self._wset[0] != sig or self._wset[1].shape[1] != n_ch:
+            if self._wset is None or self._wset[0] != sig or self._wset[1].coefs.shape[1] != n_ch:
                 raise MissingReferenceError(f"{cid}: keyframe uses weight set {sig:06x}, not received: waiting for a full keyframe")
-            coefs = self._wset[1]
+            coefs = None
             pos = rd.pos
             if pos + n_ch > len(blob):
                 raise CodecError(f"{cid}: payload truncated in field 'rice k' at offset {pos}")
@@ -536,17 +578,7 @@ class NlLossless(Codec):
             drop = rd.byte("weight unit")
             if drop > lpc.SHIFT:
                 raise CodecError(f"{cid}: weight unit 2^{drop} > 2^{lpc.SHIFT} at offset {rd.pos - 1}")
-            n_vals = n_ch * lpc.N_COEF
-            if n_vals + n_ch > len(blob) - rd.pos:
-                raise CodecError(f"{cid}: payload truncated in field 'weights' at offset {rd.pos}")
-            vals = np.empty(n_vals, np.int64)
-            pos = lpc.get_varints(buf, rd.pos, vals)
-            if pos < 0 or pos + n_ch > len(blob):
-                raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
-            coefs = vals.reshape(1, n_ch, lpc.N_COEF)
-            if n_vals and (np.abs(coefs[..., : lpc.N_W]).max() >= lpc.MAX_W >> drop
-                           or np.abs(coefs[..., lpc.N_W]).max() >= lpc.MAX_BIAS >> drop):
-                raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
+            coefs, pos = self._read_weights(blob, buf, rd, 1, n_ch, drop)
             coefs = coefs << drop
             if _weight_sig(coefs) != sig:
                 raise CodecError(f"{cid}: weight set signature mismatch at offset {rd.pos}: corrupt weights")
@@ -557,61 +589,91 @@ class NlLossless(Codec):
             raise CodecError(f"{cid}: Rice parameter {int(kinit.max())} > {lpc.MAX_K} at offset {pos}")
         pos += n_ch
         lpc.init_rice(st.rice, kinit)
-        st.coefs = coefs
+        if coefs is None:
+            ref = self._wset[1]  # type: ignore[index]
+            if ref.dtype == st.dtype:
+                st.share_weights(ref)
+            else:  # same weights, other dtype: int32 arithmetic may not hold
+                st.coefs = ref.coefs
+        else:
+            st.coefs = coefs
         st.index = 0
-        body = buf[pos:]
-        _check_bits(cid, n_s, n_ch, body.size, pos)
-        rs = np.zeros(4, np.int64)
-        y = self._decode_v3_body(body, pos, n_s, st, True, rs)
-        used = bytes_consumed(rs)
-        if used > body.size:
-            raise CodecError(f"{cid}: payload truncated: bitstream ends before {n_s}x{n_ch} samples")
-        if used != body.size:
-            raise CodecError(f"{cid}: {body.size - used} unexpected trailing bytes at offset {pos + used}")
-        self._wset = (sig, coefs)
-        return y, st
-
-    def _decode_v3_body(self, body: np.ndarray, pos: int, n_s: int, st: _State3, key: bool,
-                        rs: np.ndarray) -> np.ndarray:
-        cid = self.codec_id
-        n_ch = st.n_ch
         st.last_n = n_s
         st.seg = max(n_s, 1)
+        size = len(blob) - pos
+        _check_bits(cid, n_s, n_ch, size, pos)
+        y, end = self._decode_lpc(blob, pos, 0, n_s, st, True)
+        self._check_end(end, size, pos, n_s, n_ch)
+        self._wset = (sig, st)
+        return y, st
+
+    def _read_weights(self, blob: bytes, buf: np.ndarray, rd: Reader, n_seg: int, n_ch: int,
+                      drop: int) -> tuple[np.ndarray, int]:
+        """Weight table (n_seg, n_ch, N_COEF) in units of 2^drop at ``rd.pos``, size- and range-checked
+        (before allocation: a short payload cannot ask for a large table); returns it and the offset
+        after it (where n_ch bytes of Rice k must follow)."""
+        cid = self.codec_id
+        n_vals = n_seg * n_ch * lpc.N_COEF
+        if n_vals + n_ch > len(blob) - rd.pos:
+            raise CodecError(f"{cid}: payload truncated in field 'weights' at offset {rd.pos}")
+        vals = np.empty(n_vals, np.int64)
+        pos = lpc.get_varints(buf, rd.pos, vals)
+        if pos < 0 or pos + n_ch > len(blob):
+            raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
+        coefs = vals.reshape(n_seg, n_ch, lpc.N_COEF)
+        if n_vals and (np.abs(coefs[..., : lpc.N_W]).max() >= lpc.MAX_W >> drop
+                       or np.abs(coefs[..., lpc.N_W]).max() >= lpc.MAX_BIAS >> drop):
+            raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
+        return coefs, pos
+
+    def _check_end(self, end: int, size: int, pos: int, n_s: int, n_ch: int) -> None:
+        """The bitstream (``size`` bytes from offset ``pos``) must end in its last byte."""
+        used = (end + 7) >> 3
+        if used > size:
+            raise CodecError(f"{self.codec_id}: payload truncated: bitstream ends before {n_s}x{n_ch} samples")
+        if used != size:
+            raise CodecError(f"{self.codec_id}: {size - used} unexpected trailing bytes at offset {pos + used}")
+
+    def _decode_lpc(self, blob: bytes, pos: int, bp: int, n_s: int, st: _State2, key: bool) -> tuple[np.ndarray, int]:
+        """v2/v3 LPC bitstream of ``blob[pos:]`` from its bit ``bp``: (values, bit position after the codes)."""
+        n_ch = st.n_ch
         esc, _, lo, hi, _ = _DT[st.dtype]
-        trivial = st.alpha.trivial
-        codes = np.empty((n_s, n_ch), st.dtype if trivial else np.int64)
-        if n_s and n_ch:
-            if st.coder == CODER_PREFIX:
-                huff.decode_block(body, rs, codes, st.hist, st.coefs, st.seg, st.rice, key, esc, lo, hi, st.erow, st.pfx)
-            else:
-                lpc.decode_block(body, rs, codes, st.hist, st.coefs, st.seg, st.rice, key, esc, lo, hi, st.erow)
-        if rs[3] >= 1 << 20:
-            raise CodecError(f"{cid}: corrupt payload, decoded value out of the {st.dtype.name} range")
-        if trivial:
-            return codes
-        return alph.from_codes(codes, st.alpha, st.dtype, cid)
+        codes = np.empty((n_s, n_ch), st.dtype if st.trivial else np.int64)
+        if not n_s or not n_ch:
+            return codes, bp
+        buf = lpc.padded(blob, pos, n_ch, None if self.mode == "archive" else getattr(self, "_dbuf", None))
+        if self.mode != "archive":
+            self._dbuf = buf
+        stat = np.zeros(1, np.int64)
+        prefix = isinstance(st, _State3) and st.coder == CODER_PREFIX
+        end = lpc.decode_frame(buf, bp, 8 * (len(blob) - pos), codes, st.hist, st.wt, st.wt32, st.fast32, st.seg, key,
+                               lo, hi, st.rice, esc, prefix, st.pfx if prefix else _NO_PFX, st.erows, st.prow, stat)
+        if stat[0]:
+            raise CodecError(f"{self.codec_id}: corrupt payload, decoded value out of the {st.dtype.name} range")
+        if st.trivial:
+            return codes, end
+        return alph.from_codes(codes, st.alpha, st.dtype, self.codec_id), end
 
     def _decode_v3_predicted(self, blob: bytes) -> np.ndarray:
         """v3 predicted frame (no header): the spare bits after the codes must hold the expected frame
         index, else the frame is lost (or corrupt) and the decoder waits for a keyframe."""
         cid = self.codec_id
-        assert isinstance(self._dec, _State3)
-        st = self._dec.copy()
-        body = np.frombuffer(blob, np.uint8)
+        st = self._dec
+        assert isinstance(st, _State3)
+        size = len(blob)
         n_s, n_ch = st.last_n, st.n_ch
         expect = st.index + 1
-        self._dec = None  # until the frame checks out
-        if n_s * n_ch + 1 + CHECK_MIN > 8 * body.size:
-            raise MissingReferenceError(f"{cid}: {body.size}-byte predicted frame cannot hold {n_s}x{n_ch} samples: "
+        # until the frame checks out; the state is updated in place (a failed frame discards it)
+        self._dec = None
+        if n_s * n_ch + 1 + CHECK_MIN > 8 * size:
+            raise MissingReferenceError(f"{cid}: {size}-byte predicted frame cannot hold {n_s}x{n_ch} samples: "
                                         "frame lost or corrupt, waiting for a keyframe")
-        rs = np.zeros(4, np.int64)
-        lpc.skip_bits(body, rs, 1)
         try:
-            y = self._decode_v3_body(body, 0, n_s, st, False, rs)
+            y, end = self._decode_lpc(blob, 0, 1, n_s, st, False)
         except CodecError as err:
             raise MissingReferenceError(f"{cid}: frame lost or corrupt ({err}): waiting for a keyframe") from None
-        spare = 8 * body.size - (8 * int(rs[2]) - int(rs[1]))
-        if not CHECK_MIN <= spare <= CHECK_MIN + 7 or lpc.skip_bits(body, rs, spare) != expect % (1 << spare):
+        spare = 8 * size - end
+        if not CHECK_MIN <= spare <= CHECK_MIN + 7 or lpc.tail_bits(blob, spare) != expect % (1 << spare):
             raise MissingReferenceError(f"{cid}: frame check failed (frame {expect} after the keyframe lost or "
                                         "corrupt): waiting for a keyframe")
         st.index = expect
@@ -643,16 +705,7 @@ class NlLossless(Codec):
             seg = rd.uvarint("segment", limit)
             n_seg = -(-n_s // seg) if seg else 1
             n_seg = max(n_seg, 1)
-            n_vals = n_seg * n_ch * lpc.N_COEF
-            if n_vals + n_ch > len(blob) - rd.pos:
-                raise CodecError(f"{cid}: payload truncated in field 'weights' at offset {rd.pos}")
-            vals = np.empty(n_vals, np.int64)
-            pos = lpc.get_varints(buf, rd.pos, vals)
-            if pos < 0 or pos + n_ch > len(blob):
-                raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
-            coefs = vals.reshape(n_seg, n_ch, lpc.N_COEF)
-            if n_vals and (np.abs(coefs[..., : lpc.N_W]).max() >= lpc.MAX_W or np.abs(coefs[..., lpc.N_W]).max() >= lpc.MAX_BIAS):
-                raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
+            coefs, pos = self._read_weights(blob, buf, rd, n_seg, n_ch, 0)
             kinit = buf[pos : pos + n_ch].astype(np.int64)
             if n_ch and kinit.max() > lpc.MAX_K:
                 raise CodecError(f"{cid}: Rice parameter {int(kinit.max())} > {lpc.MAX_K} at offset {pos}")
@@ -666,24 +719,11 @@ class NlLossless(Codec):
             if st.coefs.shape[0] != 1:
                 raise CodecError(f"{cid}: internal error, predicted frame after a segmented keyframe")
         st.last_n = n_s
-        body = buf[pos:]
-        _check_bits(cid, n_s, n_ch, body.size, pos)
-        esc, _, lo, hi, _ = _DT[st.dtype]
-        trivial = st.alpha.trivial
-        codes = np.empty((n_s, n_ch), st.dtype if trivial else np.int64)
-        rs = np.zeros(4, np.int64)
-        if n_s and n_ch:
-            lpc.decode_block(body, rs, codes, st.hist, st.coefs, st.seg, st.rice, key, esc, lo, hi, st.erow)
-        if rs[3] >= 1 << 20:
-            raise CodecError(f"{cid}: corrupt payload, decoded value out of the {st.dtype.name} range")
-        used = bytes_consumed(rs)
-        if used > body.size:
-            raise CodecError(f"{cid}: payload truncated: bitstream ends before {n_s}x{n_ch} samples")
-        if used != body.size:
-            raise CodecError(f"{cid}: {body.size - used} unexpected trailing bytes at offset {pos + used}")
-        if trivial:
-            return codes, st
-        return alph.from_codes(codes, st.alpha, st.dtype, cid), st
+        size = len(blob) - pos
+        _check_bits(cid, n_s, n_ch, size, pos)
+        y, end = self._decode_lpc(blob, pos, 0, n_s, st, key)
+        self._check_end(end, size, pos, n_s, n_ch)
+        return y, st
 
     def _decode_body(self, blob: bytes, pos: int, n_s: int, st: _State, key: bool) -> np.ndarray:
         buf = np.frombuffer(blob, np.uint8)[pos:]

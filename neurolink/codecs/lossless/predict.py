@@ -87,7 +87,7 @@ def _rice_update(rice, c, mag) -> None:
     rice[c, 2] = update_k(rice[c, 2], a, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def encode_block(x, hist, cost, rice, key: bool, esc_bits: int, out, ws) -> None:
     """Append the Rice bitstream of ``x`` (n_samples, n_channels), updating the state in place."""
     n_s, n_ch = x.shape
@@ -172,7 +172,7 @@ def _slow_put(out, ws, e, k, esc_bits) -> None:
     rice_put(out, ws, e, k, esc_bits)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def decode_block(buf, rs, y, hist, cost, rice, key: bool, esc_bits: int) -> None:
     """Inverse of :func:`encode_block`: fills ``y`` (int64, n_samples x n_channels)."""
     n_s, n_ch = y.shape

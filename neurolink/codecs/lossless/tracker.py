@@ -25,11 +25,12 @@ class AlphabetTracker:
         self.seen: dict[int, np.ndarray] = {}
         self.n_samples = 0
         self._identity: alph.Alphabet | None = None  # shared, never mutated
+        self.all_dense = bool(self.dense.all())  # cached: checked on every frame, and dense only grows
 
     def update(self, x: np.ndarray) -> None:
         self.n_samples += x.shape[0]
         self.frames += 1
-        if self.dense.all() or x.shape[0] == 0:
+        if self.all_dense or x.shape[0] == 0:
             return
         s = np.sort(x, axis=0)
         if x.shape[0] > 1:
@@ -48,10 +49,11 @@ class AlphabetTracker:
                 self.seen[int(c)] = u
         for c in np.flatnonzero(self.dense):
             self.seen.pop(int(c), None)
+        self.all_dense = bool(self.dense.all())
 
     def alphabet(self) -> alph.Alphabet:
         n_ch = self.dense.size
-        if self.dense.all():  # the common case on real data: nothing to learn, keep keyframes cheap
+        if self.all_dense:  # the common case on real data: nothing to learn, keep keyframes cheap
             if self._identity is None:
                 self._identity = alph.Alphabet.identity(n_ch)
             return self._identity
