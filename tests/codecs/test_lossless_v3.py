@@ -303,3 +303,22 @@ def test_v3_wide_frames_with_escapes_and_truncation():
             d2.decode(bad)
     y = rng.integers(-(2**31), 2**31, (30 * 8, 1024)).astype(np.int32)
     check_stream_roundtrip(_codec(keyframe_interval=100), y, frame=30)
+
+
+def test_request_keyframe_gives_a_self_contained_keyframe_without_forgetting():
+    """After a loss the receiver asks for a keyframe: the next payload must decode on a fresh decoder (it
+    carries the weights), and the encoder keeps its learned state (no ratio dip as after reset())."""
+    rng = np.random.default_rng(3)
+    x = (np.cumsum(rng.integers(-40, 41, (15 * 400, 6)), axis=0) % 3000).astype(np.int16)
+    frames = [x[i : i + 15] for i in range(0, len(x), 15)]
+    enc = get_codec({"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100})
+    blobs = [enc.encode(f) for f in frames[:250]]
+    fitted = enc._fitter
+    enc.request_keyframe()
+    kf = enc.encode(frames[250])
+    assert NlLossless.is_keyframe(kf) and enc._fitter is fitted
+    fresh = get_codec({"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100})
+    assert np.array_equal(fresh.decode(kf), frames[250])
+    for f in frames[251:300]:
+        assert np.array_equal(fresh.decode(enc.encode(f)), f)
+    assert len(blobs) == 250

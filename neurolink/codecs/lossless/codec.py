@@ -278,6 +278,13 @@ class NlLossless(Codec):
         return len(blob) > 0 and bool(blob[0] & KEY_BIT)
 
     # encoding ---------------------------------------------------------------------------------
+    def request_keyframe(self) -> None:
+        """Next frame: a keyframe that carries its predictor weights (the receiver lost its reference, and
+        may have lost the weight set too), keeping the learned alphabet and fit so the ratio does not dip
+        as it would after :meth:`reset`."""
+        self._since_key = self.keyframe_interval
+        self._keys_since_full = FULL_EVERY
+
     def encode(self, x: np.ndarray) -> bytes:
         # what as_2d checks, without its conversions when the frame already is what it asks for
         if not (type(x) is np.ndarray and x.ndim == 2 and x.dtype in _DT and x.flags.c_contiguous
