@@ -32,8 +32,10 @@ bench: setup
 	$(VPY) -m agents.evaluate --traces ../shared/traces/mahimahi_cellular ../shared/traces/akamai_cellular_loss \
 		--json bench-results/controllers.json --png bench-results/controllers_cdf.png
 
+# ruff over the whole repo, mypy (settings in pyproject.toml) over the packages
 lint: setup
-	$(VENV)/bin/ruff check neurolink sim agents tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy neurolink sim agents
 
 sys-info: setup
 	$(VPY) -m neurolink sys-info

@@ -70,7 +70,8 @@ def evaluate(traces: list[str], controllers: list[str], seeds: int, ks: tuple[fl
     from sim.wrappers import EpisodeStats, TraceScaling
 
     trs = load_traces(traces)
-    env = EpisodeStats(TraceScaling(RateControlEnv(trs, episode_s=episode_s), ks=ks))
+    inner = RateControlEnv(trs, episode_s=episode_s)  # env.unwrapped, typed
+    env = EpisodeStats(TraceScaling(inner, ks=ks))
     ctls = {}
     for c in controllers:
         cfg = {"id": c}
@@ -88,7 +89,7 @@ def evaluate(traces: list[str], controllers: list[str], seeds: int, ks: tuple[fl
         if abs(oracle["reward"] - o_val) > 1e-6 * max(1.0, abs(o_val)):
             log.warning("oracle replay %.6f differs from its plan value %.6f", oracle["reward"], o_val)
         case = {"trace": trs[ti].name, "k": k, "seed": seed, "oracle": oracle}
-        if oracle["reward"] < min_oracle * env.unwrapped.n_steps:
+        if oracle["reward"] < min_oracle * inner.n_steps:
             excluded.append({"trace": trs[ti].name, "k": k, "seed": seed, "oracle_reward": oracle["reward"]})
             continue
         for name, ctl in ctls.items():

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class _Deterministic(torch.nn.Module):
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
+
     def __init__(self, policy, mean: np.ndarray, var: np.ndarray, eps: float, clip: float) -> None:
         super().__init__()
         self.extractor = policy.mlp_extractor

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     trs = load_traces(args.traces)
-    env = EpisodeStats(TraceScaling(RateControlEnv(trs, episode_s=30.0), ks=EVAL_KS))
+    inner = RateControlEnv(trs, episode_s=30.0)  # env.unwrapped, typed
+    env = EpisodeStats(TraceScaling(inner, ks=EVAL_KS))
 
     class Clairvoyant:
         """The rate rule with the true mean capacity of the interval about to be sent (reads the env)."""
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
 
         def act(self, obs: np.ndarray) -> int:
-            e = env.unwrapped
+            e = inner
             t0 = e.t * e.frames
             cap = e.link.cap[t0 : t0 + e.frames].sum() * 8000.0 / e.frames / e.stream.stream_bps
             v = view(obs)
@@ -53,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                 seed, opts = 1000 * s + ti, {"trace": ti, "k": k}
                 env.reset(seed=seed, options=opts)
                 _, val = oracle_plan(env)
-                if val < 0.1 * env.unwrapped.n_steps:  # the evaluator's hopeless-case rule
+                if val < 0.1 * inner.n_steps:  # the evaluator's hopeless-case rule
                     continue
                 rows.append((run_episode(env, Clairvoyant(), seed, opts)["reward"] / val,
                              run_episode(env, rate, seed, opts)["reward"] / val))
     a = np.array(rows)
-    out = {name: {"mean": float(a[:, i].mean()), "ci95": list(bootstrap_ci(a[:, i])), "n": len(a)}
+    out: dict[str, dict[str, Any]] = {name: {"mean": float(a[:, i].mean()), "ci95": list(bootstrap_ci(a[:, i])), "n": len(a)}
            for i, name in enumerate(["rate_clairvoyant_1_interval", "rate"])}
-    for name, s in out.items():
-        print(f"{name:<28} {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] n={s['n']}")
+    for name, res in out.items():
+        print(f"{name:<28} {res['mean']:.3f} [{res['ci95'][0]:.3f}, {res['ci95'][1]:.3f}] n={res['n']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -152,6 +152,7 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.export import check_parity, export_onnx, torch_module, write_metadata
@@ -167,8 +168,10 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
                 learning_rate=3e-4, ent_coef=0.005, clip_range=0.2, policy_kwargs={"net_arch": [128, 128]},
                 tensorboard_log=tensorboard, verbose=0, device="cpu")
     if residual and zero_bias:
+        action_net = model.policy.action_net
+        assert isinstance(action_net, torch.nn.Linear)  # SB3's head for a Discrete action space
         with torch.no_grad():
-            model.policy.action_net.bias[int(residual["max_offset"])] += float(zero_bias)
+            action_net.bias[int(residual["max_offset"])] += float(zero_bias)
     eval_log = tempfile.mkdtemp(prefix="nl_eval_")  # SB3 keeps the eval curve only when it has a log_path
     cb = EvalCallback(eval_env, n_eval_episodes=8, eval_freq=max(50_000 // n_envs, 1), deterministic=True, verbose=0,
                       log_path=eval_log)
@@ -182,19 +185,28 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
     if curve_png is not None:
         curve_png.parent.mkdir(parents=True, exist_ok=True)
         plot_curve(rec.points, eval_pts, curve_png)
-    module = torch_module(model, venv.obs_rms.mean, venv.obs_rms.var, venv.epsilon, venv.clip_obs)
+    obs_rms = venv.obs_rms
+    assert isinstance(obs_rms, RunningMeanStd)  # Box observations: one statistics object, not a dict
+    module = torch_module(model, obs_rms.mean, obs_rms.var, venv.epsilon, venv.clip_obs)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "rl_policy.onnx"
-    n_in = int(venv.observation_space.shape[0])
+    obs_shape = venv.observation_space.shape
+    assert obs_shape is not None
+    n_in = int(obs_shape[0])
     export_onnx(module, n_in, onnx_path)
     # record observations from a rollout of the trained policy for the parity check
+    def original_obs() -> np.ndarray:
+        o = venv.get_original_obs()
+        assert isinstance(o, np.ndarray)  # Box observations, not a dict
+        return o
+
     recorded = []
-    obs = venv.get_original_obs()
+    obs = original_obs()
     for _ in range(200):
         recorded.append(obs.copy())
         act, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
         _, _, _, _ = venv.step(act)
-        obs = venv.get_original_obs()
+        obs = original_obs()
     feats = np.stack(recorded, axis=1).reshape(-1, n_in).astype(np.float32)  # env-major: each env's steps in order
     parity = check_parity(module, onnx_path, feats)  # on the ONNX input itself
     from sim.codec_model import load_codec_model

@@ -11,12 +11,13 @@ import itertools
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agents.evaluate import run_episode
 
-GRIDS = {
+GRIDS: dict[str, dict[str, list[Any]]] = {
     "rate": {"safety": [0.7, 0.8, 0.9, 1.0], "drain_intervals": [1.0, 2.0, 4.0]},
     "bba": {"reservoir": [0.0, 0.1, 0.3], "cushion": [0.5, 1.0, 2.0, 4.0]},
     "bola": {"V": [0.2, 0.5, 1.0, 2.0], "gamma": [0.0, 0.2, 0.5]},
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     files = trace_files(default_train_traces())
     pick = np.random.default_rng(0).choice(len(files), size=min(args.n_traces, len(files)), replace=False)
     trs = load_traces([files[i] for i in sorted(pick)])
-    base: gym.Env = TraceScaling(RateControlEnv(trs, episode_s=args.episode_s), ks=TRAIN_KS)
+    inner = RateControlEnv(trs, episode_s=args.episode_s)  # env.unwrapped, typed
+    base: gym.Env = TraceScaling(inner, ks=TRAIN_KS)
     env = EpisodeStats(TrainingAugmentation(base) if args.augment else base)
     cases = []
     for ti in range(len(trs)):
@@ -55,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             opts, seed = {"trace": ti, "k": k}, 7 + ti + (int(100 * k) if args.augment else 0)
             env.reset(seed=seed, options=opts)
             plan, val = oracle_plan(env)
-            if val > 0.1 * env.unwrapped.n_steps:
+            if val > 0.1 * inner.n_steps:
                 cases.append((seed, opts, val))
-    results = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     configs = [(cid, dict(zip(g, vals, strict=True))) for cid, g in GRIDS.items() for vals in itertools.product(*g.values())]
     for cid, params in tqdm(configs, desc="tune"):
         ctl = get_controller({"id": cid, **params})

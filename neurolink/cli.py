@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from types import ModuleType
 
 from neurolink.errors import NeurolinkError
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_arguments(sub.add_parser("demo", help="live LSL -> codec -> ZeroMQ -> LSL demo, verified"))
     sub.add_parser("sys-info", help="versions of liblsl, libzmq, onnxruntime, numba, CPU")
     sub.add_parser("bench", help="benchmarks: codecs, rd, latency, fuzz, archive (neurolink bench NAME -h)")
+    daemon: ModuleType | None
     try:
         from neurolink import daemon
     except ImportError:  # pragma: no cover
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             from neurolink.sysinfo import main as sysinfo_main
 
             return sysinfo_main()
+        assert daemon is not None  # its subcommands exist only when it imported
         return daemon.run_subcommand(args)
     except NeurolinkError as exc:
         print(f"neurolink: error: {exc}", file=sys.stderr)

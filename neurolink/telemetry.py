@@ -10,7 +10,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 log = logging.getLogger("neurolink.telemetry")
 
@@ -31,6 +34,7 @@ class Telemetry:
         self.status_file = status_file
         self.log_interval_s = log_interval_s
         self._gauges: dict[str, Any] = {}
+        self._Gauge: type[Gauge] | None
         if prometheus_port:
             from prometheus_client import Gauge, start_http_server
 

@@ -21,7 +21,7 @@ DEFAULT_PROFILES_PATH = Path(__file__).resolve().parent / "data" / "loss_profile
 
 
 def fit_profiles(folder: Path) -> dict[str, dict[str, list[float]]]:
-    out = {}
+    out: dict[str, dict[str, list[float]]] = {}
     for f in trace_files(folder):
         tr = load_trace(f)
         lw = tr.loss_windows if tr.loss_windows is not None else np.zeros((0, 3))

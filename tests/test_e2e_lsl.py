@@ -16,6 +16,7 @@ from neurolink.sinks.lsl_outlet import LSLOutletSink
 from neurolink.sources.lsl_inlet import LSLSource
 from neurolink.sources.replay import Recording, ReplayOutlet
 from neurolink.sources.synthetic import synthetic_recording
+from neurolink.testing_pipeline import wait_replayed
 from neurolink.transports.zmq import ZmqReceiver, ZmqSender
 
 
@@ -32,10 +33,7 @@ async def _bridge(rec: Recording, source_id: str, seconds: float, pattern: str =
     async with asyncio.TaskGroup() as tg:
         rx = tg.create_task(receiver.run())
         tx = tg.create_task(sender.run())
-        for _ in range(int((seconds + 20) / 0.05)):
-            await asyncio.sleep(0.05)
-            if outlet.done.is_set() and 1 in sender.streams and sender.streams[1].stats.samples_in >= n_total:
-                break
+        await wait_replayed(outlet, sender, n_total, seconds + 20)
         sender.stop()
         await tx
         await asyncio.wait_for(receiver.ended_event.wait(), 5)

@@ -36,7 +36,8 @@ async def _sender(args: argparse.Namespace) -> dict:
     from neurolink.sources.lsl_inlet import LSLSource
 
     ladder = load_ladder()
-    spec = StreamSpec(LSLSource(source_id=args.source_id, resolve_timeout=args.timeout), 1, ladder,
+    source = LSLSource(source_id=args.source_id, resolve_timeout=args.timeout)
+    spec = StreamSpec(source, 1, ladder,
                       controller={"id": "fixed", "level": 0}, queue_frames=args.queue_frames)
     sender = Sender([spec], make_sender_transport(json.loads(args.transport)), sealer=_cipher(args, "sender"))
     _on_signals(sender.stop)
@@ -52,7 +53,7 @@ async def _sender(args: argparse.Namespace) -> dict:
                 if st.stats.samples_in != last:
                     last, since = st.stats.samples_in, time.monotonic()
                 # overloaded: the source queue dropped chunks (counted), so the total is never reached
-                elif spec.source.samples_in >= args.samples and time.monotonic() - since > 1.0:
+                elif source.samples_in >= args.samples and time.monotonic() - since > 1.0:
                     break
             await asyncio.sleep(0.02)
         sender.stop()

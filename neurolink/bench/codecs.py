@@ -248,18 +248,18 @@ def run(quick: bool = False, data: Path | None = None, max_mb: float = 256.0) ->
             variants = [(name, x)]
             if name.startswith(("flac", "wavpack")):
                 variants.append((name + " +alphabet", remapped))
-            for vname, data in variants:
+            for vname, xv in variants:  # (not ``data``: that is the recordings folder)
                 if vname.endswith("+alphabet") and trivial:
                     rec["codecs"][vname] = dict(rec["codecs"][name], note="alphabet is identity here")
                     bar.update()
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    blobs, te = _timed(partial(enc, data), repeat)
-                    y, td = _timed(partial(dec, blobs, data), repeat)
+                    blobs, te = _timed(partial(enc, xv), repeat)
+                    y, td = _timed(partial(dec, blobs, xv), repeat)
                 size = sum(len(b) for b in blobs)
                 rec["codecs"][vname] = {"ratio": x.nbytes / size, "enc_MBps": mb / te, "dec_MBps": mb / td,
-                                        "exact": bool(np.array_equal(np.asarray(y).reshape(data.shape), data))}
+                                        "exact": bool(np.array_equal(np.asarray(y).reshape(xv.shape), xv))}
                 bar.update()
             if len(variants) == 1:
                 bar.update()

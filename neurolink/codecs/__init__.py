@@ -5,10 +5,10 @@
 """
 
 from neurolink.codecs.base import Codec
-from neurolink.codecs.ladder import Ladder, load_ladder
-from neurolink.codecs.registry import get_codec, list_codecs, register_codec
 from neurolink.codecs.delta_zstd import DeltaZstd
+from neurolink.codecs.ladder import Ladder, load_ladder
 from neurolink.codecs.lossless import NlLossless
+from neurolink.codecs.registry import get_codec, list_codecs, register_codec
 
 register_codec(DeltaZstd)
 register_codec(NlLossless)

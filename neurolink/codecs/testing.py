@@ -11,7 +11,7 @@ import numpy as np
 
 from neurolink.codecs.base import Codec
 from neurolink.codecs.registry import get_codec
-from neurolink.errors import CodecError
+from neurolink.errors import CodecError, MissingReferenceError
 
 
 def check_config_roundtrip(codec: Codec) -> None:
@@ -70,3 +70,90 @@ def check_corruption(codec: Codec, x: np.ndarray, *, seed: int = 0, trials: int 
         except CodecError:
             continue
         assert isinstance(y, np.ndarray) and y.ndim == 2
+
+
+def encode_frames(codec: Codec, x: np.ndarray, frame: int) -> list[bytes]:
+    """Consecutive frames of ``frame`` samples of x through one encoder (its stream of payloads)."""
+    return [codec.encode(x[i : i + frame]) for i in range(0, x.shape[0], frame)]
+
+
+def stream(config: dict, x: np.ndarray, frame: int) -> tuple[np.ndarray, int]:
+    """x in frames through a fresh encoder and decoder: (the reconstruction, concatenated; payload bytes)."""
+    enc, dec = get_codec(config), get_codec(config)
+    out, total = [], 0
+    for b in encode_frames(enc, x, frame):
+        total += len(b)
+        out.append(dec.decode(b))
+    return np.concatenate(out), total
+
+
+def check_stream_contract(config: dict, x: np.ndarray, frame: int, *, corruption_trials: int = 50) -> list[bytes]:
+    """The config round-trips, x streams through in frames, corrupt payloads of its first two frames never
+    crash; returns the payloads of x in frames from one encoder (for loss and join tests)."""
+    check_config_roundtrip(get_codec(config))
+    check_stream_roundtrip(get_codec(config), x, frame)
+    check_corruption(get_codec(config), x[: frame * 2], trials=corruption_trials)
+    return encode_frames(get_codec(config), x, frame)
+
+
+def check_bad_input(config: dict) -> None:
+    """Non-finite floats and unsupported dtypes raise CodecError, and the message says which."""
+    for x, word in ((np.full((4, 2), np.nan, np.float32), "finite"), (np.zeros((4, 2), np.int64), "dtype")):
+        try:
+            get_codec(config).encode(x)
+        except CodecError as exc:
+            assert word in str(exc), f"CodecError for bad {word} does not say so: {exc}"
+        else:
+            raise AssertionError(f"{config['id']}: no CodecError for a bad {word}")
+
+
+def check_float32_and_1d(config: dict, *, channels: int = 3) -> np.ndarray:
+    """float32 in -> finite float32 out, a 1-D int16 array round-trips, bad input raises CodecError."""
+    x = np.random.default_rng(0).normal(0, 50, (30, channels)).astype(np.float32)
+    y = check_roundtrip(get_codec(config), x)
+    assert y.dtype == np.float32 and np.all(np.isfinite(y))
+    check_roundtrip(get_codec(config), np.arange(15, dtype=np.int16))
+    check_bad_input(config)
+    return y
+
+
+def check_loss_recovery(config: dict, blobs: list[bytes], *, keyframe: int = 100,
+                        ref: list[np.ndarray] | None = None, join_at: int | None = None) -> np.ndarray:
+    """A stream (``blobs``, keyframes every ``keyframe`` frames) loses frame 1: every later frame raises
+    MissingReferenceError until the keyframe, from which decoding resumes (equal to an undisturbed
+    decoder's ``ref`` when given). A fresh decoder (a receiver joining late) at keyframe ``join_at``
+    (default: that keyframe) decodes the same frame. Returns the first frame decoded after the loss."""
+    dec = get_codec(config)
+    dec.decode(blobs[0])
+    for i in range(2, keyframe):
+        try:
+            dec.decode(blobs[i])
+        except MissingReferenceError:
+            continue
+        raise AssertionError(f"frame {i} decoded without its reference (frame 1 was lost)")
+    out = [dec.decode(b) for b in blobs[keyframe:]]
+    if ref is not None:
+        for i, y in enumerate(out, keyframe):
+            assert np.array_equal(y, ref[i]), f"frame {i} differs from an undisturbed decoder's"
+    j = keyframe if join_at is None else join_at
+    late = get_codec(config).decode(blobs[j])
+    assert np.array_equal(late, ref[j] if ref is not None else out[j - keyframe]), "a late joiner decodes differently"
+    return out[0]
+
+
+def check_corrupt_predicted_frames(config: dict, *, trials: int = 20, seed: int = 1) -> None:
+    """Bit flips in frames after a good keyframe (the decoder has state) raise CodecError or decode."""
+    rng = np.random.default_rng(seed)
+    x = np.rint(rng.normal(2000, 60, (15 * 6, 4))).astype(np.int16)
+    blobs = encode_frames(get_codec(config), x, 15)
+    for trial in range(trials):
+        dec = get_codec(config)
+        dec.decode(blobs[0])
+        b = bytearray(blobs[1 + trial % 5])
+        for _ in range(3):
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            y = dec.decode(bytes(b))
+        except CodecError:
+            continue
+        assert y.shape == (15, 4)

@@ -131,8 +131,9 @@ class LSLSource(Source):
     async def open(self) -> StreamMeta:
         loop = asyncio.get_running_loop()
         info = await loop.run_in_executor(None, resolve_stream, self.predicate, self.resolve_timeout)
-        self._inlet = await loop.run_in_executor(None, self._make_inlet, info)
-        full = self._inlet.info()
+        inlet = await loop.run_in_executor(None, self._make_inlet, info)
+        self._inlet = inlet
+        full = inlet.info()
         self.meta = StreamMeta(
             name=full.name(),
             type=full.type(),
@@ -170,8 +171,8 @@ class LSLSource(Source):
         self._thread = threading.Thread(target=self._reader, args=(loop,), name=f"lsl-in:{self.meta.name}", daemon=True)
         self._thread.start()
         try:
-            while True:
-                yield await self._queue.get()
+            while (chunk := await self._queue.get()) is not None:  # None: the queue was closed
+                yield chunk
         finally:
             self._stop.set()
 

@@ -132,7 +132,7 @@ class ZmqSender(_ZmqCommon, SenderTransport):
         """XPUB sees subscriptions: wait for the first one (PUSH has no such signal)."""
         if self.pattern != "pubsub" or timeout <= 0:
             return True
-        if await self._data.poll(int(timeout * 1000), zmq.POLLIN):
+        if await self._data.poll(int(timeout * 1000)):  # flags default to POLLIN
             await self._data.recv()  # the subscription message
             return True
         return False

@@ -1,10 +1,16 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from neurolink.codecs import get_codec
-from neurolink.codecs.testing import check_config_roundtrip, check_corruption, check_roundtrip, check_stream_roundtrip
+from neurolink.codecs.testing import (
+    check_config_roundtrip,
+    check_corruption,
+    check_roundtrip,
+    check_stream_roundtrip,
+)
 from neurolink.errors import CodecError
 
 

@@ -1,16 +1,7 @@
 import numpy as np
 
 from neurolink.codecs import get_codec
-
-
-def _stream(cfg, x, frame):
-    enc, dec = get_codec(cfg), get_codec(cfg)
-    out, total = [], 0
-    for i in range(0, x.shape[0], frame):
-        b = enc.encode(x[i : i + frame])
-        total += len(b)
-        out.append(dec.decode(b))
-    return np.concatenate(out), total
+from neurolink.codecs.testing import stream
 
 
 def test_learned_basis_exploits_correlated_channels():
@@ -18,7 +9,7 @@ def test_learned_basis_exploits_correlated_channels():
     rng = np.random.default_rng(0)
     src = rng.normal(0, 100, (15 * 400, 2))
     x = np.rint(src @ rng.normal(size=(2, 8)) + rng.normal(0, 1, (15 * 400, 8)) + 1000).astype(np.int16)
-    y, _ = _stream({"id": "nl-pca", "step": 8.0}, x, 15)
+    y, _ = stream({"id": "nl-pca", "step": 8.0}, x, 15)
     enc = get_codec({"id": "nl-pca", "step": 8.0})
     sizes = [len(enc.encode(x[i : i + 15])) for i in range(0, len(x), 15)]
     assert np.mean(sizes[110:200]) < 0.5 * np.mean(sizes[1:100])  # identity window vs learned basis

@@ -1,17 +1,7 @@
 import numpy as np
 
-from neurolink.codecs import get_codec
+from neurolink.codecs.testing import stream
 from neurolink.metrics import fidelity
-
-
-def _stream(cfg, x, frame):
-    enc, dec = get_codec(cfg), get_codec(cfg)
-    out, total = [], 0
-    for i in range(0, x.shape[0], frame):
-        b = enc.encode(x[i : i + frame])
-        total += len(b)
-        out.append(dec.decode(b))
-    return np.concatenate(out), total
 
 
 def test_keeps_spikes_and_lfp_synthetic():
@@ -24,7 +14,7 @@ def test_keeps_spikes_and_lfp_synthetic():
     for s in range(500, n - 40, 1111):
         x[s - 15 : s + 16] += shape[:, None]
     x = np.rint(x).astype(np.int16)
-    y, total = _stream({"id": "nl-spike", "step": 8}, x, 15)
+    y, total = stream({"id": "nl-spike", "step": 8}, x, 15)
     f = fidelity(x, y, fs)
     assert x.nbytes / total > 8
     assert f["spike_f1"] > 0.95 and f["band_power_err_beta"] < 0.05
@@ -34,5 +24,5 @@ def test_rate_falls_with_step(recording):
     x, fs = recording
     frame = max(1, round(fs / 1000))
     x = x[: frame * 300]
-    sizes = [_stream({"id": "nl-spike", "step": s}, x, frame)[1] for s in (2, 8, 32)]
+    sizes = [stream({"id": "nl-spike", "step": s}, x, frame)[1] for s in (2, 8, 32)]
     assert sizes[0] > sizes[1] > sizes[2]

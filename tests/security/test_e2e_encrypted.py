@@ -19,6 +19,7 @@ from neurolink.sender import Sender, StreamSpec
 from neurolink.sinks.base import MemorySink
 from neurolink.sources.lsl_inlet import LSLSource
 from neurolink.sources.replay import Recording, ReplayOutlet
+from neurolink.testing_pipeline import stop_pipeline, wait_replayed
 from neurolink.transports.zmq import ZmqReceiver, ZmqSender
 from neurolink.wire import format as wire
 
@@ -108,16 +109,9 @@ async def _bridge(rec: Recording, source_id: str, seconds: float, *, encrypt: bo
         # the first stream header to arrive before the source starts pushing samples
         await asyncio.wait_for(receiver.header_event.wait(), 30)
         outlet.start()
-        for _ in range(int((seconds + 20) / 0.05)):
-            await asyncio.sleep(0.05)
-            if outlet.done.is_set() and 1 in sender.streams and sender.streams[1].stats.samples_in >= n_total:
-                break
+        await wait_replayed(outlet, sender, n_total, seconds + 20)
         await asyncio.sleep(0.2)  # let feedback flow
-        sender.stop()
-        await tx
-        await asyncio.wait_for(receiver.ended_event.wait(), 5)
-        receiver.stop()
-        await rx
+        await stop_pipeline(sender, tx, receiver, rx)
     outlet.stop()
     return outlet, sender, receiver, mem, tap
 

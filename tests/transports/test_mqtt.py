@@ -17,6 +17,7 @@ from neurolink.sinks.base import MemorySink
 from neurolink.sources.lsl_inlet import LSLSource
 from neurolink.sources.replay import Recording, ReplayOutlet
 from neurolink.sources.synthetic import synthetic_recording
+from neurolink.testing_pipeline import stop_pipeline, wait_replayed
 from neurolink.transports import make_receiver_transport, make_sender_transport
 from neurolink.transports.mqtt import MqttReceiver, MqttSender
 
@@ -148,17 +149,10 @@ async def _pipeline(rec: Recording, source_id: str, seconds: float, host: str, p
         await asyncio.wait_for(receiver.transport.connected.wait(), 5)  # type: ignore[attr-defined]
         tx = tg.create_task(sender.run())
         hook = tg.create_task(during(sender, receiver)) if during else None
-        for _ in range(int((seconds + 20) / 0.05)):
-            await asyncio.sleep(0.05)
-            if outlet.done.is_set() and 1 in sender.streams and sender.streams[1].stats.samples_in >= n_total:
-                break
+        await wait_replayed(outlet, sender, n_total, seconds + 20)
         if hook is not None:
             await hook
-        sender.stop()
-        await tx
-        await asyncio.wait_for(receiver.ended_event.wait(), 5)
-        receiver.stop()
-        await rx
+        await stop_pipeline(sender, tx, receiver, rx)
     outlet.stop()
     return outlet, sender, receiver, mem
 

@@ -34,7 +34,7 @@ def put_bits(buf: np.ndarray, pos: int, value: int, nbits: int) -> int:
 def get_bits(buf: np.ndarray, pos: int, nbits: int) -> tuple[int, int]:
     if pos + nbits > buf.size * 8:
         raise ValueError("bitstream ends inside a field")
-    v = 0
+    v = np.int64(0)
     while nbits > 0:
         avail = 8 - (pos & 7)
         take = avail if avail < nbits else nbits
@@ -42,7 +42,7 @@ def get_bits(buf: np.ndarray, pos: int, nbits: int) -> tuple[int, int]:
         v = (v << take) | ((byte >> (avail - take)) & ((1 << take) - 1))
         pos += take
         nbits -= take
-    return v, pos
+    return int(v), pos  # int64 either way in numba (same machine code as a plain 0 start)
 
 
 @njit(cache=True)

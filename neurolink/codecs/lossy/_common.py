@@ -63,6 +63,16 @@ def clampq(v: float) -> int:
 
 
 @njit(cache=True)
+def quantise(z, step):
+    """Quantiser indices of a 2-D array: clampq(rint(z / step)) element by element (int64)."""
+    q = np.empty(z.shape, np.int64)
+    for r in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            q[r, k] = clampq(np.rint(z[r, k] / step))
+    return q
+
+
+@njit(cache=True)
 def put_means(x, buf, pos, steps, prev, a, n, ctx0):
     """Closed-loop DPCM of each channel's frame mean (step per channel); returns (reconstructed means, pos)."""
     n_s, n_ch = x.shape

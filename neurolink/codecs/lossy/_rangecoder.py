@@ -142,6 +142,16 @@ def dec_init(src):
 
 
 @njit(cache=True, inline="always")
+def _dec_normalise(code, rng, ip, src):
+    """Shift input bytes in until the range is >= TOP again."""
+    while rng < TOP:
+        rng <<= 8
+        code = ((code << 8) | _next(src, ip)) & MASK32
+        ip += 1
+    return code, rng, ip
+
+
+@njit(cache=True, inline="always")
 def dec_bit(code, rng, ip, src, prob, cnt, ctx):
     p = prob[ctx]
     bound = (rng >> PROB_BITS) * p
@@ -155,10 +165,7 @@ def dec_bit(code, rng, ip, src, prob, cnt, ctx):
         rng -= bound
         prob[ctx] = p + ((P_LO - p) >> sh)
         bit = 1
-    while rng < TOP:
-        rng <<= 8
-        code = ((code << 8) | _next(src, ip)) & MASK32
-        ip += 1
+    code, rng, ip = _dec_normalise(code, rng, ip, src)
     return code, rng, ip, bit
 
 
@@ -171,8 +178,5 @@ def dec_direct(code, rng, ip, src, nbits):
     if v > top:  # only on a corrupt stream
         v = top
     code -= v * rng
-    while rng < TOP:
-        rng <<= 8
-        code = ((code << 8) | _next(src, ip)) & MASK32
-        ip += 1
+    code, rng, ip = _dec_normalise(code, rng, ip, src)
     return code, rng, ip, v

@@ -21,12 +21,12 @@ from numba import njit
 from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
 from neurolink.codecs.lossy._common import (
     MODELS_DIR,
-    clampq,
     get_f32,
     get_means,
     need_bits,
     put_f32,
     put_means,
+    quantise,
 )
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
@@ -81,15 +81,6 @@ def _get_latents(buf, pos, rows, a, n):
     return q, pos
 
 
-@njit(cache=True)
-def _quantise(z, step):
-    q = np.empty(z.shape, np.int64)
-    for r in range(z.shape[0]):
-        for k in range(z.shape[1]):
-            q[r, k] = clampq(np.rint(z[r, k] / step))
-    return q
-
-
 class Autoencoder(LossyStreamCodec):
     codec_id = "nl-ae"
 
@@ -141,7 +132,7 @@ class Autoencoder(LossyStreamCodec):
         m_rec, pos = put_means(x, buf, pos, self._msteps, self._prev, self._a, self._n, LATENT)
         if n_s > 1:
             z = session("ae_encoder").run(None, {"x": _segments((x - m_rec) / self._scale)})[0]
-            pos = _put_latents(_quantise(z.astype(np.float64), self.step), buf, pos, self._a, self._n)
+            pos = _put_latents(quantise(z.astype(np.float64), self.step), buf, pos, self._a, self._n)
         return x, pos
 
     def _decode_payload(self, buf, pos, n_s, n_ch, key):

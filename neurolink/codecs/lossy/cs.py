@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
-from neurolink.codecs.lossy._common import clampq, get_means, need_bits, put_means
+from neurolink.codecs.lossy._common import get_means, need_bits, put_means, quantise
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 from neurolink.errors import CodecError
 
@@ -29,7 +29,7 @@ MAX_N = 256  # longest frame (samples): bounds the receiver's dictionary and OMP
 
 
 @lru_cache(maxsize=64)
-def matrices(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def matrices(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(Phi (M, n), dictionary Psi (n, 2n-1), column-normalised A = Phi Psi, column norms) for frame length n."""
     rng = np.random.default_rng([seed, n, m])
     phi = (rng.integers(0, 2, (m, n)) * 2 - 1) / np.sqrt(m)
@@ -83,15 +83,6 @@ def _put_meas(q, buf, pos, a, n):
 
 
 @njit(cache=True)
-def _quantise(y, step):
-    q = np.empty(y.shape, np.int64)
-    for i in range(y.shape[0]):
-        for c in range(y.shape[1]):
-            q[i, c] = clampq(np.rint(y[i, c] / step))
-    return q
-
-
-@njit(cache=True)
 def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
     n_s = psi.shape[0]
     y = np.empty((n_s, n_ch))
@@ -133,7 +124,7 @@ class CompressedSensing(LossyStreamCodec):
         mm = n_measurements(self.m, n_s)
         if mm:
             phi = matrices(n_s, mm, self.seed)[0]
-            q = _quantise(phi @ (x - m_rec), self.qstep)
+            q = quantise(phi @ (x - m_rec), self.qstep)
             pos = _put_meas(q, buf, pos, self._a, self._n)
         return x, pos
 

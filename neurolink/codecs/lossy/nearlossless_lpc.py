@@ -149,6 +149,17 @@ def _binarise(q, b, s, dctx, dbit, nd):
 
 
 @njit(cache=True, inline="always")
+def _get_direct(code, rng, ip, src, v, nbits):
+    """Read nbits equiprobable bits in chunks of <= DIRECT_MAX (as ``_direct`` wrote them) below v."""
+    while nbits > 0:
+        take = min(nbits, DIRECT_MAX)
+        code, rng, ip, part = dec_direct(code, rng, ip, src, take)
+        v = (v << take) | part
+        nbits -= take
+    return code, rng, ip, v
+
+
+@njit(cache=True, inline="always")
 def _get_residual(code, rng, ip, src, prob, cnt, b, s):
     code, rng, ip, nz = dec_bit(code, rng, ip, src, prob, cnt, b)
     if nz == 0:
@@ -164,23 +175,11 @@ def _get_residual(code, rng, ip, src, prob, cnt, b, s):
         code, rng, ip, nb = dec_direct(code, rng, ip, src, 6)
         if nb > 32:
             raise ValueError("escape code longer than 32 bits")
-        e = 1
-        left = nb
-        while left > 0:
-            take = min(left, DIRECT_MAX)
-            code, rng, ip, part = dec_direct(code, rng, ip, src, take)
-            e = (e << take) | part
-            left -= take
+        code, rng, ip, e = _get_direct(code, rng, ip, src, 1, nb)
         hi = UMAX + e - 1
         if hi > QMAX:
             raise ValueError("residual out of range")
-    lo = 0
-    left = s + 1
-    while left > 0:
-        take = min(left, DIRECT_MAX)
-        code, rng, ip, part = dec_direct(code, rng, ip, src, take)
-        lo = (lo << take) | part
-        left -= take
+    code, rng, ip, lo = _get_direct(code, rng, ip, src, 0, s + 1)
     neg = lo >> s
     m = min(((hi << s) | (lo & ((1 << s) - 1))) + 1, QMAX)
     return code, rng, ip, (-m if neg else m)
@@ -198,6 +197,31 @@ def _append(buf, pos, out, nbytes):
                 tz += 1
             last = pos - tz
     return last
+
+
+@njit(cache=True, inline="always")
+def _accumulate(S, B, c, z0, z1, z2, t):
+    """Add one sample to channel c's least-squares statistics: S = upper triangle of z z^T, B = z t."""
+    S[c, 0] += z0 * z0
+    S[c, 1] += z0 * z1
+    S[c, 2] += z0 * z2
+    S[c, 3] += z1 * z1
+    S[c, 4] += z1 * z2
+    S[c, 5] += z2 * z2
+    B[c, 0] += z0 * t
+    B[c, 1] += z1 * t
+    B[c, 2] += z2 * t
+
+
+@njit(cache=True, inline="always")
+def _push(hist, lq, c, r, q):
+    """Shift reconstruction r and residual magnitude |q| into channel c's history; returns |q|."""
+    hist[c, 1] = hist[c, 0]
+    hist[c, 0] = r
+    aq = abs(q)
+    lq[c, 1] = lq[c, 0]
+    lq[c, 0] = aq
+    return aq
 
 
 @njit(cache=True)
@@ -231,25 +255,9 @@ def _encode(x, buf, pos, step, shape, mu, w, hist, lq, efb, prob, cnt, S, B, out
                 low, rng, cache, csize, opos = enc_decisions(low, rng, cache, csize, opos, out, prob, cnt, dctx, dbit, nd)
                 nd = 0
             if fit:  # closed-loop fitting statistics: target x - mu from the reconstructed regressors
-                z0 = float(hist[c, 0] - mu[c])
-                z1 = float(hist[c, 1] - mu[c])
                 z2 = float(cur_prev - mu[c - 1]) if c > 0 else 0.0
-                t = x[i, c] - mu[c]
-                S[c, 0] += z0 * z0
-                S[c, 1] += z0 * z1
-                S[c, 2] += z0 * z2
-                S[c, 3] += z1 * z1
-                S[c, 4] += z1 * z2
-                S[c, 5] += z2 * z2
-                B[c, 0] += z0 * t
-                B[c, 1] += z1 * t
-                B[c, 2] += z2 * t
-            hist[c, 1] = hist[c, 0]
-            hist[c, 0] = r
-            aq = abs(q)
-            lq[c, 1] = lq[c, 0]
-            lq[c, 0] = aq
-            qn = aq
+                _accumulate(S, B, c, float(hist[c, 0] - mu[c]), float(hist[c, 1] - mu[c]), z2, x[i, c] - mu[c])
+            qn = _push(hist, lq, c, r, q)
             cur_prev = r
             rec[i, c] = r
     low, rng, cache, csize, opos = enc_decisions(low, rng, cache, csize, opos, out, prob, cnt, dctx, dbit, nd)
@@ -281,12 +289,7 @@ def _decode(buf, pos, n_s, n_ch, step, mu, w, hist, lq, prob, cnt):
                 s = _context_slow(act)
             code, rng, ip, q = _get_residual(code, rng, ip, src, prob, cnt, b, s)
             r = _clamp(p + q * step)
-            hist[c, 1] = hist[c, 0]
-            hist[c, 0] = r
-            aq = abs(q)
-            lq[c, 1] = lq[c, 0]
-            lq[c, 0] = aq
-            qn = aq
+            qn = _push(hist, lq, c, r, q)
             cur_prev = r
             y[i, c] = r
     return y
@@ -361,19 +364,8 @@ def _stats_open(x, mu, S, B):
     n_s, n_ch = x.shape
     for i in range(2, n_s):
         for c in range(n_ch):
-            z0 = x[i - 1, c] - mu[c]
-            z1 = x[i - 2, c] - mu[c]
             z2 = x[i, c - 1] - mu[c - 1] if c > 0 else 0.0
-            t = x[i, c] - mu[c]
-            S[c, 0] += z0 * z0
-            S[c, 1] += z0 * z1
-            S[c, 2] += z0 * z2
-            S[c, 3] += z1 * z1
-            S[c, 4] += z1 * z2
-            S[c, 5] += z2 * z2
-            B[c, 0] += z0 * t
-            B[c, 1] += z1 * t
-            B[c, 2] += z2 * t
+            _accumulate(S, B, c, x[i - 1, c] - mu[c], x[i - 2, c] - mu[c], z2, x[i, c] - mu[c])
 
 
 class _LPCCoder(LossyStreamCodec):

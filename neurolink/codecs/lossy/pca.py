@@ -113,15 +113,15 @@ class PCA(LossyStreamCodec):
             self._stats = [[np.zeros((g.stop - g.start,) * 2), np.zeros((g.stop - g.start,) * 2), np.zeros(g.stop - g.start), 0.0]
                            for g in _groups(n_ch)]
             self._last = None
+        cur: np.ndarray | None = None
+        lag: np.ndarray | None = None
         if n_s >= 2:
             idx = np.arange(1, n_s, max(1, (n_s - 1) // STAT_ROWS))[:STAT_ROWS]
             cur, lag = x[idx], x[idx - 1]
         elif self._last is not None and self._last.shape[1] == n_ch:
             cur, lag = x, self._last
-        else:
-            cur = lag = None
         self._last = x[-1:].copy()
-        if cur is None:
+        if cur is None or lag is None:
             return
         for st, g in zip(self._stats, _groups(n_ch), strict=True):
             c, lg = cur[:, g], lag[:, g]
