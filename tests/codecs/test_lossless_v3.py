@@ -322,3 +322,54 @@ def test_request_keyframe_gives_a_self_contained_keyframe_without_forgetting():
     for f in frames[251:300]:
         assert np.array_equal(fresh.decode(enc.encode(f)), f)
     assert len(blobs) == 250
+
+
+def test_keyframes_reuse_state_and_pack_weights_ahead(monkeypatch):
+    """Keyframes update the v3 state in place (encoder and decoder) and the weights of a full keyframe are
+    packed over the preceding frames: the bytes must equal the unpacked path's (weights solved, rounded and
+    serialised at the keyframe), also with requested keyframes mid-interval, frame lengths that switch the
+    residual coder (prefix <-> Rice) and an unpacked decoder-side weight set."""
+    x = np.tile(_tetrode(40 * 450, seed=9, n_ch=8), (1, 16))  # 128 channels
+    rng = np.random.default_rng(5)
+    lens = [40] * 300 + [int(n) for n in rng.integers(25, 40, 60)] + [30] * 90  # 30 x 128 <= 4096 < 40 x 128
+    frames, pos = [], 0
+    for n in lens:
+        frames.append(x[pos : pos + n])
+        pos += n
+
+    def run(pack: bool) -> list[bytes]:
+        enc, dec = _codec(keyframe_interval=50), _codec(keyframe_interval=50)
+        if not pack:
+            monkeypatch.setattr(nl._Fitter, "take_packed", lambda self, dt: None)
+        out = []
+        for i, f in enumerate(frames):
+            if i in (77, 260, 261, 400):
+                enc.request_keyframe()
+            out.append(enc.encode(f))
+            assert np.array_equal(dec.decode(out[-1]), f)
+        monkeypatch.undo()
+        return out
+
+    packed, plain = run(True), run(False)
+    assert packed == plain
+    kinds = [_kind(b) for b in packed if b[0] & 0x80]
+    assert {k & 15 for k in kinds} == {nl.KIND_LPC, nl.KIND_LPC_REF} and {k >> 4 for k in kinds} == {0, 1}
+
+
+def test_v3_keyframe_rice_k_out_of_range_is_rejected_and_decoder_recovers():
+    """The k bytes are read inside the frame kernel: a k > MAX_K still raises, and the reused state
+    decodes the next keyframe exactly."""
+    x = np.tile(_tetrode(30 * 401, seed=2), (1, 16))  # 64 channels: one-byte varint, k bytes at offset 9
+    enc, dec = _codec(keyframe_interval=100), _codec(keyframe_interval=100)
+    blobs = [enc.encode(x[30 * i : 30 * i + 30]) for i in range(401)]
+    for b in blobs[:300]:
+        dec.decode(b)
+    assert _kind(blobs[300]) & 15 == nl.KIND_LPC_REF
+    bad = bytearray(blobs[300])
+    bad[9 + 5] = 45
+    with pytest.raises(CodecError, match="Rice parameter 45"):
+        dec.decode(bytes(bad))
+    with pytest.raises(MissingReferenceError):
+        dec.decode(blobs[301])
+    assert np.array_equal(dec.decode(blobs[300]), x[9000:9030])
+    assert np.array_equal(dec.decode(blobs[301]), x[9030:9060])

@@ -11,6 +11,7 @@ spare bits; their keyframes may name an earlier keyframe's weight set instead of
 from __future__ import annotations
 
 import logging
+import sys
 import zlib
 from typing import Any, ClassVar
 
@@ -69,6 +70,7 @@ _DT = {np.dtype(n): (ESC_BITS[n], _WORST_BYTES[n], int(np.iinfo(n).min), int(np.
        for n in ("int16", "int32")}
 _NO_COST = np.zeros((1, 2), np.int64)  # Rice-only frames keep no per-channel code costs
 _NO_PFX = np.zeros(1, np.int64)
+_NO_KB = np.zeros(1, np.uint8)  # decode_frame without Rice k bytes to read
 _NO_COEFS = np.zeros(0, np.int64)  # a state whose weights are set later
 
 
@@ -95,7 +97,7 @@ class _State:
 def _weight_sig(coefs: np.ndarray) -> int:
     """24-bit signature of a v3 weight set: a keyframe that reuses weights names them by it, so a
     decoder holding any other set (an earlier one, another stream's) waits instead of using it."""
-    return zlib.crc32(np.ascontiguousarray(coefs, "<i8").tobytes()) & 0xFFFFFF
+    return zlib.crc32(np.ascontiguousarray(coefs, "<i8").data) & 0xFFFFFF  # buffer protocol: no copy
 
 
 def _check_bits(cid: str, n_s: int, n_ch: int, n_bytes: int, pos: int) -> None:
@@ -156,6 +158,14 @@ class _State2:
         """Use ``other``'s weight set (a v3 keyframe naming an earlier set: no new transpose)."""
         self._coefs, self.wt, self.wt32, self.fast32 = other._coefs, other.wt, other.wt32, other.fast32
 
+    def weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The weight set (as sent, and the kernels' layouts): kept apart from the state, which a
+        decoder reuses for the next keyframe."""
+        return self._coefs, self.wt, self.wt32, self.fast32
+
+    def set_weights(self, w: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self._coefs, self.wt, self.wt32, self.fast32 = w
+
     def _copy_into(self, s: _State2) -> None:
         s.n_ch, s.dtype, s.alpha, s.trivial, s.last_n = self.n_ch, self.dtype, self.alpha, self.trivial, self.last_n
         s._coefs, s.seg, s.erows, s.erow, s.prow, s.words = self._coefs, self.seg, self.erows, self.erow, self.prow, self.words
@@ -182,11 +192,14 @@ class _State3(_State2):
         self.full = True
         self.coder = CODER_RICE
         self.pfx = np.ones(n_ch, np.int64)  # CODER_PREFIX: per channel 1 prefix code, 0 Rice
+        self.wtab: bytes | np.ndarray | None = None  # encoder: the weights as sent (drop byte + varints), if packed ahead
+        self.khead: tuple[int, bytes] = (-1, b"")  # encoder: (n_samples, keyframe header bytes 1.. up to it)
 
     def copy(self) -> _State3:
         s = _State3.__new__(_State3)
         self._copy_into(s)
         s.index, s.wsig, s.full, s.coder, s.pfx = self.index, self.wsig, self.full, self.coder, self.pfx
+        s.wtab, s.khead = self.wtab, self.khead
         return s
 
 
@@ -203,6 +216,13 @@ class _Fitter:
         fit.solve(self.stats, self.count, 0, n_ch, self.pending, drop)  # defaults
         self.slice = -(-n_ch // max(1, interval // 2)) if n_ch else 0
         self.next_c = 0
+        # the next full keyframe's weight set, packed as its channels are solved (pack_weights): the
+        # keyframe then only hands it over. ``pk_done`` = channels packed since take(), -1: invalid
+        self.want_pack = False
+        self.pk_done = -1
+        self.pk: tuple[np.ndarray, ...] = ()
+        self.pk_pos = 0
+        self.pk_crc = 0
 
     def observe(self, codes: np.ndarray, hist: np.ndarray, full: bool) -> None:
         n_s, n_ch = codes.shape
@@ -215,17 +235,56 @@ class _Fitter:
             fit.accumulate_frame(codes, hist, t0, step, self.stats, self.count, self.feat)
             fit.solve(self.stats, self.count, 0, n_ch, self.pending, self.drop)
             self.next_c = 0
+            self.pk_done = -1
         else:
             # a slice of channels is solved, then their statistics fade (exponential memory)
-            stop = min(n_ch, self.next_c + self.slice)
-            fit.observe_frame(codes, hist, t0, step, self.stats, self.count, self.feat, self.next_c, stop,
+            c0 = self.next_c
+            stop = min(n_ch, c0 + self.slice)
+            fit.observe_frame(codes, hist, t0, step, self.stats, self.count, self.feat, c0, stop,
                               self.pending, self.drop, FIT_DECAY)
             self.next_c = stop
+            if stop > c0 and self.want_pack and self.pk_done == c0:
+                self._pack(c0, stop)
+
+    def _pack(self, c0: int, c1: int) -> None:
+        """Pack the channels just solved (in order from channel 0 after take(): each once)."""
+        n_ch = self.pending.shape[0]
+        if c0 == 0:  # new arrays: the last set may be in use by the encoder state
+            self.pk = (np.empty((n_ch, lpc.N_COEF), np.int64), np.empty((1, lpc.N_COEF, n_ch), np.int64),
+                       np.empty((1, lpc.N_COEF, n_ch), np.int32), np.zeros(1, np.int64),
+                       np.empty(n_ch * lpc.N_COEF * 10 + 1, np.uint8), np.zeros(1, np.bool_))
+            self.pk[4][0] = self.drop
+            self.pk_pos = 1
+            self.pk_crc = 0
+        q, wt, wt32, bound, tab, _ = self.pk
+        self.pk_pos = lpc.pack_weights(self.pending, c0, c1, self.drop, q, wt, wt32, bound, tab, self.pk_pos)
+        self.pk_crc = zlib.crc32(q[c0:c1].data, self.pk_crc)  # = _weight_sig's CRC, channel by channel
+        self.pk_done = c1
 
     def take(self) -> np.ndarray:
         """Weights for a keyframe (solving restarts with the first slice of channels)."""
         self.next_c = 0
+        self.pk_done = 0
         return self.pending.copy()
+
+    def restart(self) -> None:
+        """A keyframe that does not need new weights: solving restarts with the first slice."""
+        self.next_c = 0
+        self.pk_done = 0
+
+    def take_packed(self, dtype: np.dtype) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int, np.ndarray] | None:
+        """The weights packed ahead for a full keyframe: ((coefs, wt, wt32, fast32), signature, weight
+        bytes as sent), or None when they are not complete (caller: :meth:`take`)."""
+        n_ch = self.pending.shape[0]
+        if self.pk_done != n_ch or n_ch == 0 or sys.byteorder != "little":
+            return None
+        # no numpy reductions or copies here: code that runs once per keyframe runs cold (measured ~70 us
+        # for a max, an array and a tobytes of 7 KB in the stream, ~20 us in isolation)
+        q, wt, wt32, bmax, tab, fast32 = self.pk
+        fast32[0] = bmax[0] < (1 << 31) and dtype == np.int16
+        self.next_c = 0
+        self.pk_done = 0
+        return (q.reshape(1, n_ch, lpc.N_COEF), wt, wt32, fast32), self.pk_crc & 0xFFFFFF, tab[: self.pk_pos]
 
 
 class NlLossless(Codec):
@@ -269,7 +328,9 @@ class NlLossless(Codec):
         self._dec_expected = -1
         self._keys_since_full = 0
         self._keys_total = 0
-        self._wset: tuple[int, _State3] | None = None  # decoder: last full v3 weight set (signature, its state)
+        #: decoder: last full v3 weight set (signature, n_channels, dtype, :meth:`_State2.weights`)
+        self._wset: tuple[int, int, np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._spare3: _State3 | None = None  # decoder: v3 state object reused by the next keyframe
         self._code_cost: np.ndarray | None = None  # encoder: per channel (Rice, prefix) bits so far
 
     @staticmethod
@@ -316,46 +377,65 @@ class NlLossless(Codec):
         first = self._enc is None
         if key:
             alpha = self._tracker.alphabet()
-            trivial = alpha.trivial  # an np.any: evaluated once per keyframe
+            prev = self._enc
+            same_alpha = prev is not None and prev.alpha is alpha
+            trivial = prev.trivial if same_alpha else alpha.trivial  # type: ignore[union-attr]
             if trivial:
                 codes = x
             else:
                 codes, miss = alph.to_codes(x, alpha)
                 if miss.any():  # cannot happen: the tracker has seen x
                     raise CodecError("nl-lossless: internal error, alphabet misses keyframe values")
-            if first or (self._enc is not None and self._enc.alpha is not alpha and not trivial):
-                self._fitter.observe(codes, np.zeros((n_ch, 3), np.int64), full=True)
+            fitter = self._fitter
+            if first or (prev is not None and not same_alpha and not trivial):
+                fitter.observe(codes, np.zeros((n_ch, 3), np.int64), full=True)
             else:
-                self._fitter.observe(codes, self._enc.hist, full=False)  # type: ignore[union-attr]
-            kinit = self._enc.rice[2].copy() if isinstance(self._enc, _State2) else None
-            coefs = self._fitter.take()[None]
+                fitter.observe(codes, prev.hist, full=False)  # type: ignore[union-attr]
             if n_s * self.keyframe_interval >= LPC_MIN_ROWS:
-                prev = self._enc
                 self._keys_total += 1
+                # the keyframe updates the v3 state in place when it can (same alphabet): history and
+                # Rice state are reset by the key row and init_rice, the weights stay or are replaced
+                reuse = prev if isinstance(prev, _State3) and same_alpha else None
+                st: _State3
                 # the first keyframes' weights come from very few rows: always send fresh ones early on
-                if (isinstance(prev, _State3) and prev.alpha is alpha and self._keys_since_full < FULL_EVERY - 1
-                        and self._keys_total > 3):
+                if reuse is not None and self._keys_since_full < FULL_EVERY - 1 and self._keys_total > 3:
                     self._keys_since_full += 1
-                    self._enc = _State3(n_ch, dt, alpha, _NO_COEFS, trivial, prev)
-                    self._enc.share_weights(prev)
-                    self._enc.full = False
-                    self._enc.wsig = prev.wsig
+                    st = reuse
+                    st.full = False
+                    fitter.restart()
                 else:
                     self._keys_since_full = 0
-                    half = (1 << WEIGHT_DROP) >> 1
-                    self._enc = _State3(n_ch, dt, alpha, ((coefs + half) >> WEIGHT_DROP) << WEIGHT_DROP, trivial,
-                                        prev if isinstance(prev, _State2) else None)
-                    self._enc.wsig = _weight_sig(self._enc.coefs)
+                    if reuse is not None:
+                        st = reuse
+                    else:
+                        kinit = prev.rice[2].copy() if isinstance(prev, _State2) else None
+                        st = _State3(n_ch, dt, alpha, _NO_COEFS, trivial, prev if isinstance(prev, _State2) else None)
+                        if kinit is not None:
+                            st.rice[2] = kinit
+                    st.full = True
+                    packed = fitter.take_packed(dt)
+                    if packed is not None:  # solved and packed over the last frames
+                        w, st.wsig, st.wtab = packed
+                        st.set_weights(w)
+                    else:
+                        half = (1 << WEIGHT_DROP) >> 1
+                        st.coefs = ((fitter.take()[None] + half) >> WEIGHT_DROP) << WEIGHT_DROP
+                        st.wsig = _weight_sig(st.coefs)
+                        st.wtab = None
+                self._enc = st
                 if n_s * n_ch <= PREFIX_MAX_SAMPLES:
-                    self._enc.coder = CODER_PREFIX
+                    st.coder = CODER_PREFIX
                     if self._code_cost is None or self._code_cost.shape[0] != n_ch:
                         self._code_cost = np.zeros((n_ch, 2), np.int64)
                     # per channel, the code that was smaller since the last keyframes (ties: prefix)
-                    self._enc.pfx = (self._code_cost[:, 1] <= self._code_cost[:, 0]).astype(np.int64)
+                    st.pfx = (self._code_cost[:, 1] <= self._code_cost[:, 0]).astype(np.int64)
                     self._code_cost >>= 1
-                if kinit is not None:
-                    self._enc.rice[2] = kinit
+                else:
+                    st.coder = CODER_RICE  # a reused state may have had the prefix code (other frame length)
+                # pack the next weights ahead when the next keyframe will send them
+                fitter.want_pack = self._keys_total < 3 or self._keys_since_full >= FULL_EVERY - 1
             else:
+                fitter.restart()
                 self._enc = _State(n_ch, dt, alpha)
                 self._enc.framing = 2
             self._since_key = 0
@@ -381,34 +461,44 @@ class NlLossless(Codec):
         if not key:
             st.index += 1
             nbytes = lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, n_s, False, lo, hi, st.rice, esc, out, 1, st.index,
-                                      CHECK_MIN, prefix, st.pfx, cost, st.erow, st.words)
+                                      CHECK_MIN, prefix, st.pfx, cost, st.erow, st.words, out, -1, False)
             return out[:nbytes].tobytes()
         st.index = 0
         st.last_n = n_s
-        head = bytearray([b0, (VERSION << 4) | dcode])
-        put_uvarint(head, n_ch)
-        if st.trivial:
-            head.append(0)  # what alph.pack writes for an all-identity alphabet
-        else:
-            alph.pack(st.alpha, head)
-        put_uvarint(head, n_s)
+        if st.khead[0] != n_s:  # header bytes 1.. up to n_samples: fixed for a state (alphabet, shape)
+            h = bytearray([(VERSION << 4) | dcode])
+            put_uvarint(h, n_ch)
+            if st.trivial:
+                h.append(0)  # what alph.pack writes for an all-identity alphabet
+            else:
+                alph.pack(st.alpha, h)
+            put_uvarint(h, n_s)
+            st.khead = (n_s, bytes(h))
+        head = bytearray((b0,))
+        head += st.khead[1]
         head.append((KIND_LPC if st.full else KIND_LPC_REF) | (st.coder << 4))
         head += st.wsig.to_bytes(3, "little")
-        if not st.rice[2].any():
-            st.rice[2] = self._k_first(codes, st, max(n_s, 1), lo, hi)
-        kinit = np.minimum(st.rice[2], lpc.MAX_K)
-        lpc.init_rice(st.rice, kinit)
-        tab = self._tab_buffer(st.coefs.size * 10 + n_ch + 16)
-        pos = 0
         if st.full:
-            tab[0] = WEIGHT_DROP
-            pos = lpc.put_varints(st.coefs.reshape(-1) >> WEIGHT_DROP, tab, 1)
-        tab[pos : pos + n_ch] = kinit | (st.pfx << 6) if st.coder == CODER_PREFIX else kinit
-        head += tab[: pos + n_ch].tobytes()
-        nbytes = (lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, max(n_s, 1), True, lo, hi, st.rice, esc, out, 0, 0, -1,
-                                   prefix, st.pfx, cost, st.erow, st.words) if n_s and n_ch else 0)
-        head += out.data[:nbytes]
-        return bytes(head)
+            if st.wtab is None:
+                wtab = self._tab_buffer(st.coefs.size * 10 + 16)
+                wtab[0] = WEIGHT_DROP
+                st.wtab = wtab[: lpc.put_varints(st.coefs.reshape(-1) >> WEIGHT_DROP, wtab, 1)].tobytes()
+            head += st.wtab.data if isinstance(st.wtab, np.ndarray) else st.wtab
+        h = len(head) + n_ch  # the Rice k bytes follow: written by encode_frame (lpc.key_rice)
+        out = self._out_buffer(h + n_s * n_ch * worst + 16)
+        out.data[: h - n_ch] = head
+        if not (n_s and n_ch):
+            if not lpc.key_rice(st.rice, prefix, st.pfx, out, h - n_ch, False):
+                st.rice[2] = self._k_first(codes, st, max(n_s, 1), lo, hi)
+                lpc.key_rice(st.rice, prefix, st.pfx, out, h - n_ch, True)
+            return out[:h].tobytes()
+        args = (codes, st.hist, st.wt, st.wt32, st.fast32, max(n_s, 1), True, lo, hi, st.rice, esc, out[h:], 0, 0, -1,
+                prefix, st.pfx, cost, st.erow, st.words, out, h - n_ch)
+        nbytes = lpc.encode_frame(*args, False)
+        if nbytes < 0:  # a fresh stream: every k is 0, estimate them from this frame
+            st.rice[2] = self._k_first(codes, st, max(n_s, 1), lo, hi)
+            nbytes = lpc.encode_frame(*args, True)
+        return out[: h + nbytes].tobytes()
 
     @staticmethod
     def _k_first(codes: np.ndarray, st: _State2, seg: int, lo: int, hi: int) -> np.ndarray:
@@ -484,7 +574,7 @@ class NlLossless(Codec):
         st.last_n = n_s
         out = self._out_buffer(n_s * n_ch * worst + 16)
         nbytes = (lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, seg_eff, key, lo, hi, st.rice, esc, out, 0, 0, -1,
-                                   False, _NO_PFX, _NO_COST, st.erow, st.words) if n_s and n_ch else 0)
+                                   False, _NO_PFX, _NO_COST, st.erow, st.words, out, -1, False) if n_s and n_ch else 0)
         head += out.data[:nbytes]
         return bytes(head)
 
@@ -527,12 +617,24 @@ class NlLossless(Codec):
                 raise CodecError(f"{cid}: unsupported version/dtype byte 0x{vd:02x} at offset 1")
             dt = CODE_DTYPES[vd & 15]
             n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
-            alpha = alph.unpack(rd, n_ch, dt)
-            if vd >> 4 == 3 and archive:
-                raise CodecError(f"{cid}: version 3 payload at offset 1 is stream-only")
-            st: _State | _State2 = (_State(n_ch, dt, alpha) if vd >> 4 == 1 else
-                                    _State3(n_ch, dt, alpha, np.zeros(0, np.int64)) if vd >> 4 == 3 else
-                                    _State2(n_ch, dt, alpha, np.zeros(0, np.int64)))
+            spare = self._spare3
+            if (vd >> 4 == 3 and not archive and spare is not None and spare.n_ch == n_ch and spare.dtype == dt
+                    and spare.trivial and rd.pos < len(blob) and blob[rd.pos] == 0):
+                # a v3 keyframe of the same shape with an all-identity alphabet (the common case): the
+                # state object is reused (every field a keyframe sets is reset by _decode_v3_key)
+                rd.pos += 1
+                self._dec = None  # until this keyframe decodes: the state is updated in place
+                st: _State | _State2 = spare
+            else:
+                alpha = alph.unpack(rd, n_ch, dt)
+                if vd >> 4 == 3 and archive:
+                    raise CodecError(f"{cid}: version 3 payload at offset 1 is stream-only")
+                st = (_State(n_ch, dt, alpha) if vd >> 4 == 1 else
+                      _State3(n_ch, dt, alpha, np.zeros(0, np.int64)) if vd >> 4 == 3 else
+                      _State2(n_ch, dt, alpha, np.zeros(0, np.int64)))
+                if isinstance(st, _State3):
+                    self._dec = None
+                    self._spare3 = st
         else:
             archive = False
             if self.mode == "archive":
@@ -574,8 +676,9 @@ class NlLossless(Codec):
         kind &= 15
         sig = int.from_bytes(rd.take(3, "weight set signature"), "little")
         buf = np.frombuffer(blob, np.uint8)
+        wset = self._wset
         if kind == KIND_LPC_REF:
-            if self._wset is None or self._wset[0] != sig or self._wset[1].coefs.shape[1] != n_ch:
+            if wset is None or wset[0] != sig or wset[1] != n_ch:
                 raise MissingReferenceError(f"{cid}: keyframe uses weight set {sig:06x}, not received: waiting for a full keyframe")
             coefs = None
             pos = rd.pos
@@ -585,33 +688,44 @@ class NlLossless(Codec):
             drop = rd.byte("weight unit")
             if drop > lpc.SHIFT:
                 raise CodecError(f"{cid}: weight unit 2^{drop} > 2^{lpc.SHIFT} at offset {rd.pos - 1}")
-            coefs, pos = self._read_weights(blob, buf, rd, 1, n_ch, drop)
-            coefs = coefs << drop
+            if n_ch * lpc.N_COEF + n_ch > len(blob) - rd.pos:
+                raise CodecError(f"{cid}: payload truncated in field 'weights' at offset {rd.pos}")
+            # read, range-checked and transposed in one kernel (new arrays: the last set may be in use)
+            coefs = np.empty((1, n_ch, lpc.N_COEF), np.int64)
+            wts = (coefs, np.empty((1, lpc.N_COEF, n_ch), np.int64), np.empty((1, lpc.N_COEF, n_ch), np.int32),
+                   np.zeros(1, np.bool_))
+            pos = lpc.get_weights(buf, rd.pos, drop, st.dtype == np.int16, coefs[0], wts[1], wts[2], wts[3])
+            if pos == -2:
+                raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
+            if pos < 0 or pos + n_ch > len(blob):
+                raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
             if _weight_sig(coefs) != sig:
                 raise CodecError(f"{cid}: weight set signature mismatch at offset {rd.pos}: corrupt weights")
-        kinit = buf[pos : pos + n_ch].astype(np.int64)
-        if st.coder == CODER_PREFIX:
-            st.pfx, kinit = (kinit >> 6) & 1, kinit & 63
-        if n_ch and kinit.max() > lpc.MAX_K:
-            raise CodecError(f"{cid}: Rice parameter {int(kinit.max())} > {lpc.MAX_K} at offset {pos}")
+        if st.pfx.shape[0] != n_ch:
+            st.pfx = np.ones(n_ch, np.int64)
+        kpos = pos  # the Rice k bytes: read by decode_frame (lpc.init_rice_bytes)
         pos += n_ch
-        lpc.init_rice(st.rice, kinit)
         if coefs is None:
-            ref = self._wset[1]  # type: ignore[index]
-            if ref.dtype == st.dtype:
-                st.share_weights(ref)
+            if wset[2] == st.dtype:  # type: ignore[index]
+                st.set_weights(wset[3])  # type: ignore[index]
             else:  # same weights, other dtype: int32 arithmetic may not hold
-                st.coefs = ref.coefs
+                st.coefs = wset[3][0]  # type: ignore[index]
         else:
-            st.coefs = coefs
+            st.set_weights(wts)
         st.index = 0
         st.last_n = n_s
         st.seg = max(n_s, 1)
         size = len(blob) - pos
         _check_bits(cid, n_s, n_ch, size, pos)
-        y, end = self._decode_lpc(blob, pos, 0, n_s, st, True)
+        if not (n_s and n_ch):
+            kmax = lpc.init_rice_bytes(st.rice, buf, kpos, st.coder == CODER_PREFIX, st.pfx)
+        y, end = self._decode_lpc(blob, pos, 0, n_s, st, True, buf, kpos)
+        if end < 0 or (not (n_s and n_ch) and kmax > lpc.MAX_K):
+            kmax = int((buf[kpos:pos] & (63 if st.coder == CODER_PREFIX else 255)).max())
+            raise CodecError(f"{cid}: Rice parameter {kmax} > {lpc.MAX_K} at offset {kpos}")
         self._check_end(end, size, pos, n_s, n_ch)
-        self._wset = (sig, st)
+        if coefs is not None or wset[2] != st.dtype:  # type: ignore[index]
+            self._wset = (sig, n_ch, st.dtype, st.weights())
         return y, st
 
     def _read_weights(self, blob: bytes, buf: np.ndarray, rd: Reader, n_seg: int, n_ch: int,
@@ -641,8 +755,11 @@ class NlLossless(Codec):
         if used != size:
             raise CodecError(f"{self.codec_id}: {size - used} unexpected trailing bytes at offset {pos + used}")
 
-    def _decode_lpc(self, blob: bytes, pos: int, bp: int, n_s: int, st: _State2, key: bool) -> tuple[np.ndarray, int]:
-        """v2/v3 LPC bitstream of ``blob[pos:]`` from its bit ``bp``: (values, bit position after the codes)."""
+    def _decode_lpc(self, blob: bytes, pos: int, bp: int, n_s: int, st: _State2, key: bool,
+                    kb: np.ndarray = _NO_KB, kpos: int = -1) -> tuple[np.ndarray, int]:
+        """v2/v3 LPC bitstream of ``blob[pos:]`` from its bit ``bp``: (values, bit position after the codes);
+        with ``kpos >= 0`` the Rice state is read from the k bytes at ``kb[kpos:]`` (``kb`` = the payload)
+        first (position -1: a k out of range)."""
         n_ch = st.n_ch
         esc, _, lo, hi, _ = _DT[st.dtype]
         codes = np.empty((n_s, n_ch), st.dtype if st.trivial else np.int64)
@@ -654,7 +771,10 @@ class NlLossless(Codec):
         stat = np.zeros(1, np.int64)
         prefix = isinstance(st, _State3) and st.coder == CODER_PREFIX
         end = lpc.decode_frame(buf, bp, 8 * (len(blob) - pos), codes, st.hist, st.wt, st.wt32, st.fast32, st.seg, key,
-                               lo, hi, st.rice, esc, prefix, st.pfx if prefix else _NO_PFX, st.erows, st.prow, stat)
+                               lo, hi, st.rice, esc, prefix, st.pfx if prefix else _NO_PFX, st.erows, st.prow, stat,
+                               kb, kpos)
+        if end < 0:
+            return codes, end
         if stat[0]:
             raise CodecError(f"{self.codec_id}: corrupt payload, decoded value out of the {st.dtype.name} range")
         if st.trivial:

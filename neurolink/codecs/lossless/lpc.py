@@ -292,7 +292,7 @@ def _words_prefix(erow, amean, kk, h, nn, lz_nn, esc_bits, pfx, cost, wcode, wle
 
 @njit(cache=True, nogil=True)
 def encode_frame(x, hist, wt, wt32, fast32, seg, key, lo, hi, rice, esc_bits, out, lead, tail_val, tail_min,
-                 prefix, pfx, cost, erow, words) -> int:
+                 prefix, pfx, cost, erow, words, kb, kpos, force) -> int:
     """Residuals of ``x`` (codes, n_s x n_ch) and their bitstream into ``out``; returns the bytes written.
 
     One call per frame (v2 archive block, v2/v3 stream frame), three passes per row: residuals into
@@ -305,8 +305,12 @@ def encode_frame(x, hist, wt, wt32, fast32, seg, key, lo, hi, rice, esc_bits, ou
     once from the common initial value of :func:`init_rice`), so it is kept per row. ``lead`` zero bits
     come first (v3 predicted frames: the keyframe flag); with ``tail_min >= 0`` the last byte is filled
     with ``r`` in [tail_min, tail_min + 7] low bits of ``tail_val`` (the v3 frame check) instead of
-    zero padding. ``out`` needs 8 bytes of slack past the worst case."""
+    zero padding. ``out`` needs 8 bytes of slack past the worst case. With ``kpos >= 0`` (a v3
+    keyframe) :func:`key_rice` runs first, writing the Rice k bytes to ``kb[kpos:]``; returns -1 without
+    coding anything when it declines (every k 0 and not ``force``: the caller estimates them)."""
     n_s, n_ch = x.shape
+    if kpos >= 0 and not key_rice(rice, prefix, pfx, kb, kpos, force):
+        return -1
     ws = np.zeros(3, np.int64)
     acc = np.int64(0)
     nb = np.int64(lead)
@@ -415,7 +419,7 @@ def _get_rice_slow(buf, bp, k, esc_bits, res) -> None:
 
 @njit(cache=True, nogil=True)
 def decode_frame(buf, bp, n_bits, y, hist, wt, wt32, fast32, seg, key, lo, hi, rice, esc_bits, prefix, pfx, erows,
-                 prow, stat) -> int:
+                 prow, stat, kb, kpos) -> int:
     """Inverse of :func:`encode_frame`: fills ``y`` (n_s, n_ch) from the bitstream at bit ``bp`` of
     ``buf`` (``n_bits`` real bits, then at least ``8 * n_ch + 16`` zero bytes); returns the bit
     position after the codes (> ``n_bits``: truncated). Decoded values outside [lo, hi] are clamped and
@@ -425,22 +429,48 @@ def decode_frame(buf, bp, n_bits, y, hist, wt, wt32, fast32, seg, key, lo, hi, r
     pass late, in the same channel loop that reads the next row: the part of the prediction without
     the same-row neighbour is summed over all channels first (vectorised), and the remaining serial
     chain (left neighbour -> clamp -> value) then overlaps the bit reader's serial chain instead of
-    following it (the two loops one after the other cost ~1.4x)."""
+    following it (the two loops one after the other cost ~1.4x). With ``kpos >= 0`` (a v3 keyframe)
+    the Rice state comes from the k bytes ``kb[kpos:]`` first (:func:`init_rice_bytes`); returns -1 if
+    one is > MAX_K."""
     n_s, n_ch = y.shape
+    if kpos >= 0 and init_rice_bytes(rice, kb, kpos, prefix, pfx) > MAX_K:
+        return -1
     res = np.zeros(2, np.int64)
     nn = rice[1, 0] if n_ch else np.int64(0)
     amean = rice[0]
     kk = rice[2]
+    ptr = bp >> 3
+    bits = load_be64(buf, ptr) << (bp & 7)
+    bc = 56 - (bp & 7)
+    ptr += 7
     t0 = 0
     if key and n_s > 0:
+        # row 0 of a keyframe: spatial difference, Rice with its own (serial) context, through the same
+        # branch-free reader as the other rows (the slow reader per code cost ~60 us per 1024 channels)
         a0 = np.int64(A_KEY0)
         n0 = np.int64(1)
         k0 = update_k(0, a0, n0)
         prev = np.int64(0)
         for c in range(n_ch):
-            _get_rice_slow(buf, bp, k0, esc_bits, res)
-            v = res[0]
-            bp = res[1]
+            if (c & 1) == 0:
+                bits |= lsr(load_be64(buf, ptr), bc)
+                ptr += (63 - bc) >> 3
+                bc |= 56
+            z = np.int64(leading_zeros(bits))
+            n = z + 1 + k0
+            if z < QMAX and n <= bc:
+                u = lsr(bits << z, 63 - k0) + ((z - 1) << k0)
+                bits <<= n
+                bc -= n
+                v = (u >> 1) ^ -(u & 1)
+            else:
+                _get_rice_slow(buf, 8 * ptr - bc, k0, esc_bits, res)
+                v = res[0]
+                bp = res[1]
+                ptr = bp >> 3
+                bits = load_be64(buf, ptr) << (bp & 7)
+                bc = 56 - (bp & 7)
+                ptr += 7
             a0 += abs(v)
             n0 += 1
             k0 = update_k(k0, a0, n0)
@@ -452,10 +482,6 @@ def decode_frame(buf, bp, n_bits, y, hist, wt, wt32, fast32, seg, key, lo, hi, r
             hist[c, 1] = prev
             hist[c, 2] = prev
         t0 = 1
-    ptr = bp >> 3
-    bits = load_be64(buf, ptr) << (bp & 7)
-    bc = 56 - (bp & 7)
-    ptr += 7
     cur = 0
     h = np.int64(0)
     lz_nn = np.int64(0)
@@ -607,4 +633,118 @@ def get_varints(buf, pos, vals) -> int:
                 break
             shift += 7
         vals[i] = (u >> 1) ^ -(u & 1)
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def init_rice_bytes(rice, buf, pos, prefix, pfx) -> int:
+    """A v3 keyframe's Rice k bytes ``buf[pos:pos + n_ch]`` (with ``prefix``: bit 6 = the channel's
+    ``pfx`` flag, into ``pfx``) -> :func:`init_rice`; returns the largest k (> MAX_K: corrupt, nothing
+    initialised)."""
+    n_ch = rice.shape[1]
+    kmax = np.int64(0)
+    for c in range(n_ch):
+        k = np.int64(buf[pos + c])
+        if prefix:
+            k &= 63
+        kmax = max(kmax, k)
+    if kmax > MAX_K:
+        return kmax
+    for c in range(n_ch):
+        k = np.int64(buf[pos + c])
+        if prefix:
+            pfx[c] = (k >> 6) & 1
+            k &= 63
+        rice[0, c] = np.int64(4) << k
+        rice[1, c] = 4
+        rice[2, c] = k
+    return kmax
+
+
+@njit(cache=True, nogil=True)
+def pack_weights(pending, c0, c1, drop, q, wt, wt32, bmax, tab, tpos) -> int:
+    """Channels ``c0..c1`` of a v3 weight set, ahead of its keyframe (the streaming fitter calls this as
+    it solves them): ``pending`` (n_ch, N_COEF) rounded to multiples of ``2^drop`` into ``q``, the
+    kernels' layouts ``wt``/``wt32`` (1, N_COEF, n_ch) as from :func:`transpose` with the largest
+    int32 bound so far (``fast32`` iff < 2^31) in ``bmax[0]`` (reset at ``c0 = 0``), and the weights' zigzag varints in units of ``2^drop`` (as
+    :func:`put_varints`) into ``tab`` from ``tpos``; returns the new ``tpos``."""
+    half = (np.int64(1) << drop) >> 1
+    if c0 == 0:
+        bmax[0] = 0
+    for c in range(c0, c1):
+        b = np.int64(0)
+        for i in range(N_COEF):
+            v = ((pending[c, i] + half) >> drop) << drop
+            q[c, i] = v
+            wt[0, i, c] = v
+            wt32[0, i, c] = np.int32(v)
+            b += abs(v) * XMAX16 if i < N_W else abs(v)
+            w = v >> drop
+            u = (w << 1) ^ (w >> 63)
+            while u >= 0x80:
+                tab[tpos] = (u & 0x7F) | 0x80
+                tpos += 1
+                u >>= 7
+            tab[tpos] = u
+            tpos += 1
+        bmax[0] = max(bmax[0], b)
+    return tpos
+
+
+@njit(cache=True, nogil=True)
+def key_rice(rice, prefix, pfx, tab, pos, force) -> bool:
+    """A v3 keyframe's Rice state: k per channel capped at MAX_K, :func:`init_rice`, and the k bytes
+    (with ``prefix``: bit 6 = ``pfx``) into ``tab[pos:pos + n_ch]``. Returns False (nothing done) when
+    every k is 0 and not ``force`` (a fresh stream: the caller estimates them first)."""
+    n_ch = rice.shape[1]
+    anyk = False
+    for c in range(n_ch):
+        if rice[2, c] != 0:
+            anyk = True
+            break
+    if not anyk and not force:
+        return False
+    for c in range(n_ch):
+        k = min(rice[2, c], MAX_K)
+        rice[0, c] = np.int64(4) << k
+        rice[1, c] = 4
+        rice[2, c] = k
+        tab[pos + c] = (k | (pfx[c] << 6)) if prefix else k
+    return True
+
+
+@njit(cache=True, nogil=True)
+def get_weights(buf, pos, drop, is16, coefs, wt, wt32, fast32) -> int:
+    """A v3 keyframe's weight set: n_ch x N_COEF zigzag varints in units of ``2^drop`` from
+    ``buf[pos]`` -> ``coefs`` (n_ch, N_COEF) in Q12, the kernels' layouts ``wt``/``wt32`` (1, N_COEF,
+    n_ch) and ``fast32[0]`` as from :func:`transpose`, in one pass. Returns the offset after the
+    varints, -1 if truncated or overlong, -2 if a weight is out of range (|w| >= MAX_W, |b| >= MAX_BIAS
+    in units of 2^drop)."""
+    n = buf.shape[0]
+    n_ch = coefs.shape[0]
+    bmax = np.int64(0)
+    for c in range(n_ch):
+        b = np.int64(0)
+        for i in range(N_COEF):
+            u = np.int64(0)
+            shift = 0
+            while True:
+                if pos >= n or shift > 56:
+                    return -1
+                by = np.int64(buf[pos])
+                pos += 1
+                u |= (by & 0x7F) << shift
+                if by < 0x80:
+                    break
+                shift += 7
+            w = (u >> 1) ^ -(u & 1)
+            if abs(w) >= ((MAX_W if i < N_W else MAX_BIAS) >> drop):
+                return -2
+            v = w << drop
+            coefs[c, i] = v
+            wt[0, i, c] = v
+            wt32[0, i, c] = np.int32(v)
+            b += abs(v) * XMAX16 if i < N_W else abs(v)
+        bmax = max(bmax, b)
+    fast32[0] = is16 and bmax < (np.int64(1) << 31)
     return pos
