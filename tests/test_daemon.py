@@ -40,30 +40,52 @@ log_interval_s = 1
     return s, r
 
 
+def _read_stream(path, sid="5"):
+    try:
+        return json.loads(path.read_text())["streams"].get(sid, {})
+    except (OSError, ValueError, KeyError):  # not written yet (the file is replaced atomically)
+        return {}
+
+
+def _wait_delivered(tx_status, rx_status, timeout_s):
+    """Wait until the receiver's status file reports every sample the sender's final status took in."""
+    expected = _read_stream(tx_status).get("samples_in")
+    deadline = time.monotonic() + timeout_s
+    while expected is not None and time.monotonic() < deadline:
+        if _read_stream(rx_status).get("samples_out", 0) >= expected:
+            return
+        time.sleep(0.1)
+
+
 def test_send_receive_status_and_clean_shutdown(tmp_path):
     pd, pf = free_port(), free_port()
     s, r = _write(tmp_path, pd, pf, seconds=30.0)
     rx = subprocess.Popen([sys.executable, "-m", "neurolink", "receive", "--config", str(r)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(0.5)
+    # the receiver warms its codec kernels before it subscribes (long on a loaded machine, longer than the
+    # sender's wait_receiver_s): start the sender once the receiver runs, i.e. has written its status file
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "receiver.json").exists() and rx.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     tx = subprocess.Popen([sys.executable, "-m", "neurolink", "send", "--config", str(s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         status = tmp_path / "receiver.json"
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 120
         seen = 0
-        while time.time() < deadline:
-            time.sleep(0.5)
-            if status.exists():
-                snap = json.loads(status.read_text())
-                seen = snap["streams"].get("5", {}).get("samples_out", 0)
-                if seen >= 2000:
-                    break
+        while time.monotonic() < deadline and rx.poll() is None and tx.poll() is None:
+            time.sleep(0.2)
+            seen = _read_stream(status).get("samples_out", 0)
+            if seen >= 2000:
+                break
         assert seen >= 2000, "receiver did not report samples"
         out = subprocess.run([sys.executable, "-m", "neurolink", "status", "--file", str(status)], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0 and "stream 5" in out.stdout
     finally:
         tx.send_signal(signal.SIGTERM)
         tx_out, _ = tx.communicate(timeout=30)
-        time.sleep(0.5)
+        # the sender has flushed and written its final status; stop the receiver only once it has delivered
+        # that many samples (or after a generous timeout: then the assertions below report the difference).
+        # Under load the last frames can still be in the receiver's socket / decoder when the sender exits.
+        _wait_delivered(tmp_path / "sender.json", tmp_path / "receiver.json", timeout_s=60.0)
         rx.send_signal(signal.SIGTERM)
         rx_out, _ = rx.communicate(timeout=30)
     assert tx.returncode == 0, tx_out

@@ -1,7 +1,11 @@
 """``neurolink bench fuzz``: mutation + hypothesis fuzzing of every parser that touches network bytes.
 
-Targets: the wire parsers (frame, stream header, feedback, clock), ``FrameCipher.open``, and every
-registered codec's ``decode`` (default config and every level of the packaged ladder). Seeds are valid
+Targets: the wire parsers (frame, stream header, feedback, clock, archive frame and ack of the reliable
+path), ``FrameCipher.open``, the archive block inside an archive frame (``reliable.unpack_block``), what the
+sender does with an ack (``reliable.ReliableSender.on_feedback``: NACK ranges), the Zarr/numcodecs decoder
+(``numcodecs.neurolink.lossless``), the MQTT group control records (announce / claim / owner, through the
+transports' handlers; malformed ones must be ignored and counted), and every registered codec's ``decode``
+(default config, nl-lossless archive mode, and every level of the packaged ladder). Seeds are valid
 encodings of the real recordings; mutations are bit flips, interesting-value overwrites, truncation,
 extension, splices, chunk duplication/deletion and random bytes (wire targets get their CRC re-fixed half
 of the time so mutations reach the deeper checks). A *crash* is any exception other than the documented
@@ -53,7 +57,15 @@ def list_targets() -> list[dict[str, Any]]:
 
     out: list[dict[str, Any]] = [{"name": f"wire.{f}", "kind": "wire", "fn": f}
                                  for f in ("parse_frame", "parse_stream_header", "parse_feedback", "parse_clock")]
+    # reliable archive path: archive frame (type 5), ack/NACK (type 6), and the archive block inside a frame
+    out += [{"name": f"wire.{f}", "kind": "wire", "fn": f} for f in ("parse_archive_frame", "parse_ack")]
     out.append({"name": "aead.FrameCipher.open", "kind": "aead"})
+    out.append({"name": "reliable.unpack_block", "kind": "block"})
+    out.append({"name": "reliable.ReliableSender.on_feedback", "kind": "acks"})  # what the sender does with an ack
+    # what Zarr decodes when an archive is read (numcodecs.neurolink.lossless = nl-lossless archive mode)
+    out.append({"name": "numcodecs.neurolink.lossless", "kind": "numcodecs"})
+    # MQTT receiver groups: announce / claim / owner records as the broker hands them over
+    out.append({"name": "mqtt_group.control", "kind": "mqtt"})
     seen: set[str] = set()
     for cid in list_codecs():
         try:
@@ -63,6 +75,10 @@ def list_targets() -> list[dict[str, Any]]:
             continue
         seen.add(json.dumps(cfg, sort_keys=True))
         out.append({"name": f"codec.{cid}", "kind": "codec", "config": cfg})
+        if cid == "nl-lossless":  # archive mode: the reliable path's blocks and every Zarr chunk
+            acfg = get_codec({"id": cid, "mode": "archive"}).get_config()
+            seen.add(json.dumps(acfg, sort_keys=True))
+            out.append({"name": f"codec.{cid}.archive", "kind": "codec", "config": acfg})
     try:
         ladder = load_ladder(validate=False)
         for name, cfg in zip(ladder.names, ladder, strict=True):
@@ -103,6 +119,7 @@ def _real_frames(max_rows: int = 3000) -> list[np.ndarray]:
 
 def _wire_seeds(fn: str, frames: list[np.ndarray]) -> list[bytes]:
     from neurolink.codecs import get_codec
+    from neurolink.wire import ack as wack
     from neurolink.wire import format as wire
 
     if fn == "parse_frame":
@@ -118,23 +135,168 @@ def _wire_seeds(fn: str, frames: list[np.ndarray]) -> list[bytes]:
                 for i, (fs, ch, n) in enumerate([(15000.0, 4, 15), (1000.0, 78, 1), (30000.0, 1024, 30), (0.0, 1, 1)])]
     if fn == "parse_feedback":
         return [wire.pack_feedback(wire.Feedback(1, i, 10.0 + i, 9.5, 1e6 * i, 2.5, 0.1, 0.01 * i, 3.0, 0.9, 100 * i, i, 12.0, 0.001)) for i in range(8)]
+    if fn == "parse_archive_frame":
+        return [wack.pack_archive_frame(m, max(0, i - 3), (i + 1 + i % 3) if i % 4 else 0) for i, m in enumerate(_block_frames(frames, 12))]
+    if fn == "parse_ack":
+        return [wack.pack_ack(wack.Ack(i + 1, 1000 * i, tuple((1000 * i + 7 * j, 1 + j) for j in range(n))))
+                for i, n in enumerate((0, 1, 2, 5, 16, 0, 3, 64))]
     return [wire.pack_clock(wire.ClockProbe(1, i & 1, 1.0 + i, 2.0, 3.0)) for i in range(8)]
 
 
-def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes], bool, Callable[[], None]]:
+def _fix_inner_crc(b: bytearray) -> None:
+    """Archive frames wrap a whole frame message with its own CRC: re-fix that one too (the outer one is
+    fixed by the mutator), so mutations of the inner header and block reach the deeper checks."""
+    from neurolink.wire.ack import _AF
+
+    if len(b) >= _AF.size + 8:
+        b[-8:-4] = struct.pack("<I", zlib.crc32(bytes(b[_AF.size:-8])))
+
+
+def _block_frames(frames: list[np.ndarray], n: int) -> list[bytes]:
+    """Archive-block frame messages as the reliable sender makes them (nl-lossless archive, several frames)."""
+    from neurolink.codecs import get_codec
+    from neurolink.framer import RawFrame
+    from neurolink.reliable.block import pack_block
+    from neurolink.sinks.archive import ARCHIVE_CODEC
+    from neurolink.wire import format as wire
+
+    codec = get_codec(ARCHIVE_CODEC)
+    out = []
+    for i in range(n):
+        k = (1, 2, 5, 3)[i % 4]
+        group = [frames[(i + j) % len(frames)] for j in range(k)]
+        group = [f for f in group if f.shape[1] == group[0].shape[1]]
+        raw = [RawFrame(j, 100.0 + 0.001 * j * f.shape[0], f) for j, f in enumerate(group)]
+        data, payload = pack_block(raw, codec)
+        out.append(wire.pack_frame(1, i, raw[0].timestamp, data.shape[0], data.shape[1], "int16", 0, payload,
+                                   wire.FLAG_KEYFRAME | (wire.FLAG_RETRANSMIT if i % 5 == 4 else 0)))
+    return out
+
+
+def _ack_target() -> tuple[Callable[[bytes], Any], list[bytes]]:
+    """A ReliableSender with a spool of small blocks, fed acks: NACK ranges must not stall it."""
+    import asyncio
+
+    from neurolink.framer import RawFrame
+    from neurolink.reliable.sender import ReliableSender
+    from neurolink.wire import ack as wack
+
+    loop = asyncio.new_event_loop()
+    rs = ReliableSender(None, block_frames=2)
+
+    async def send(_m: bytes) -> None:
+        return None
+
+    rs.attach(1, send)
+    tx = rs.streams[1]
+    x = np.arange(6, dtype=np.int16).reshape(3, 2)
+
+    def refill() -> None:
+        for _ in range(40):
+            loop.run_until_complete(rs.on_frame(1, RawFrame(tx.next_seq, 1.0, x)))
+
+    refill()
+
+    def fn(data: bytes) -> None:
+        if tx.spool.frames < 8:  # an ack with a large next_seq freed the spool
+            refill()
+        tx.acked = tx.spool.oldest_seq or 0
+        tx.pending.clear()
+        tx.queued.clear()
+        tx.last_retx.clear()
+        rs.on_feedback(data)
+
+    base = tx.spool.oldest_seq or 0
+    seeds = [wack.pack_ack(wack.Ack(1, base + i, tuple((base + i + 2 * j, 1 + j % 3) for j in range(n))))
+             for i, n in enumerate((0, 1, 2, 5, 3, 0, 4, 1))]
+    return fn, seeds
+
+
+def _mqtt_seeds() -> list[bytes]:
+    from neurolink.transports.mqtt_group import _payload
+
+    recs = [_payload(session="0123456789abcdef", epoch=e, member=m) for e in (0, 1, 7) for m in ("rx-1", None, "a" * 40)]
+    recs += [_payload(session="0123456789abcdef", epoch=3), b"online", b"offline", b"",
+             b'{"session":"0123456789abcdef","epoch":1,"member":' + b"[" * 1500 + b"]" * 1500 + b"}"]
+    return recs
+
+
+def _mqtt_target() -> Callable[[bytes], Any]:
+    """The group transports' control handlers, without a broker: garbage must be ignored and counted."""
+    import asyncio
+
+    from neurolink.transports import mqtt_group as g
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    snd = g.MqttGroupSender("grp", prefix="fz", name="fz")
+    rcv = g.MqttGroupReceiver("grp", prefix="fz", name="fz", client_id="rx-1")
+    snd.session = "0123456789abcdef"
+
+    def fn(data: bytes) -> None:
+        snd.streams.clear()
+        snd.streams[1] = g._Owned(epoch=1)
+        rcv.claims.clear()
+        rcv.owned.clear()
+        rcv.claims[1] = ("0123456789abcdef", 1)
+        before = snd.bad_control + rcv.bad_control
+        snd._on_claim("1", data)
+        rcv._on_announce(1, data)
+        rcv._on_owner(1, data)
+        if g._parse(data) is None:
+            if data and snd.bad_control + rcv.bad_control != before + 3:
+                raise AssertionError("malformed control record not counted")
+            raise WireFormatError("mqtt control record", 0, "malformed (ignored and counted)")
+
+    return fn
+
+
+def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes], bool | Callable[[bytearray], None], Callable[[], None]]:
     """(decode function, seeds, fix-crc?, reset) for one target."""
     frames = _real_frames()
     if target["kind"] == "wire":
+        from neurolink.wire import ack as wack
         from neurolink.wire import format as wire
 
-        return getattr(wire, target["fn"]), _wire_seeds(target["fn"], frames), True, lambda: None
+        mod = wack if hasattr(wack, target["fn"]) else wire
+        fix: bool | Callable[[bytearray], None] = _fix_inner_crc if target["fn"] == "parse_archive_frame" else True
+        return getattr(mod, target["fn"]), _wire_seeds(target["fn"], frames), fix, lambda: None
     if target["kind"] == "aead":
         from neurolink.security.aead import FrameCipher
 
         tx = FrameCipher(_KEY, 1)
-        seeds = [tx.seal(m) for f in ("parse_frame", "parse_stream_header", "parse_feedback", "parse_clock") for m in _wire_seeds(f, frames)[:6]]
+        fns = ("parse_frame", "parse_stream_header", "parse_feedback", "parse_clock", "parse_archive_frame", "parse_ack")
+        seeds = [tx.seal(m) for f in fns for m in _wire_seeds(f, frames)[:6]]
         rx = FrameCipher(_KEY, 1, keyring={2: bytes(32)})
         return rx.open, seeds, True, lambda: None
+    if target["kind"] == "block":
+        from neurolink.codecs import get_codec
+        from neurolink.reliable.block import unpack_block
+        from neurolink.sinks.archive import ARCHIVE_CODEC
+        from neurolink.wire import format as wire
+
+        codec = get_codec(ARCHIVE_CODEC)
+
+        def block(data: bytes) -> Any:  # the receiver's path: frame CRC + header, then the block payload
+            fr = wire.parse_frame(data)
+            return unpack_block(fr.payload, fr.header.n_samples, fr.header.n_channels, codec, 30000.0, fr.header.dtype)
+
+        seeds = _block_frames(frames, 16)
+        for m in seeds:
+            block(m)  # warm-up (numba) outside the watched phase
+        return block, seeds, True, lambda: None
+    if target["kind"] == "acks":
+        fn, seeds = _ack_target()
+        return fn, seeds, True, lambda: None
+    if target["kind"] == "mqtt":
+        return _mqtt_target(), _mqtt_seeds(), False, lambda: None
+    if target["kind"] == "numcodecs":
+        from neurolink.codecs.numcodecs_adapter import NeurolinkLossless
+
+        nc = NeurolinkLossless()
+        seeds = [nc.encode(f) for f in frames] + [nc.encode(np.ascontiguousarray(f[:, 0])) for f in frames[:6]]
+        for blob in seeds:
+            nc.decode(blob)
+        return nc.decode, seeds, False, lambda: None
     from neurolink.codecs import get_codec
 
     enc, dec = get_codec(target["config"]), get_codec(target["config"])
@@ -164,7 +326,7 @@ def _wants_float(codec: Any) -> bool:
 class Mutator:
     """Deterministic byte-level mutations of seeds (input i is reproducible from (seed, i))."""
 
-    def __init__(self, seeds: list[bytes], fix_crc: bool, seed: int) -> None:
+    def __init__(self, seeds: list[bytes], fix_crc: bool | Callable[[bytearray], None], seed: int) -> None:
         self.seeds = seeds
         self.fix_crc = fix_crc
         self.seed = seed
@@ -211,6 +373,8 @@ class Mutator:
                 p = rng.randrange(n)
                 b[p:p + 8] = rng.randbytes(min(8, n - p))
         if self.fix_crc and len(b) > 4 and rng.random() < 0.5:
+            if callable(self.fix_crc):
+                self.fix_crc(b)
             b[-4:] = struct.pack("<I", zlib.crc32(bytes(b[:-4])))
         return bytes(b)
 
@@ -403,6 +567,15 @@ def fuzz_target(target: dict[str, Any], n: int, *, seed: int = 0, hang_s: float 
     return res
 
 
+def _write_json(path: Path, results: dict[str, Any], n: int, seed: int, hang_s: float, *, complete: bool) -> None:
+    out = {"decoders": results, "inputs_per_decoder": n, "seed": seed, "hang_s": hang_s,
+           "expected_errors": [e.__name__ for e in EXPECTED], "complete": complete}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="neurolink bench fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--inputs", type=int, default=1_000_000, help="inputs per decoder (default 1,000,000)")
@@ -431,17 +604,20 @@ def main(argv: list[str] | None = None) -> int:
         for t in targets:
             bar.set_description(t["name"])
             results[t["name"]] = fuzz_target(t, n, seed=a.seed, hang_s=a.hang_s, progress=bar)
+            if a.json:  # after every target, so a long run that is stopped early keeps what it finished
+                _write_json(a.json, results, n, a.seed, a.hang_s, complete=False)
+            if a.no_progress:
+                r = results[t["name"]]
+                print(f"{time.strftime('%H:%M:%S')} {t['name']}: {r['inputs']} inputs, {r['crashes']} crashes, {r['hangs']} hangs,"
+                      f" {r['inputs_per_s']} in/s, peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
     print(f"\n{'decoder':32s} {'inputs':>10s} {'crashes':>8s} {'hangs':>6s} {'rejected':>9s} {'in/s':>8s} {'RSS MB':>7s}")
     for name, r in results.items():
         rej = 100.0 * r["rejected"] / max(r["inputs"], 1)
         print(f"{name:32s} {r['inputs']:10d} {r['crashes']:8d} {r['hangs']:6d} {rej:8.1f}% {r['inputs_per_s']:8d} {r['peak_rss_mb']:7.0f}")
         for ex in r["examples"]:
             print(f"    {ex['error']} (input {ex['input_index']})")
-    out = {"decoders": results, "inputs_per_decoder": n, "seed": a.seed, "hang_s": a.hang_s,
-           "expected_errors": [e.__name__ for e in EXPECTED]}
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(out, indent=2))
+        _write_json(a.json, results, n, a.seed, a.hang_s, complete=True)
     if a.png:
         import matplotlib
 

@@ -29,8 +29,10 @@ def pack_block(frames: list[RawFrame], codec: Any) -> tuple[np.ndarray, bytes]:
     return data, _N.pack(len(frames)) + table.tobytes() + codec.encode(data)
 
 
-def unpack_block(payload: bytes, n_samples: int, n_channels: int, codec: Any, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """(samples, per-sample timestamps) of one block; WireFormatError on any inconsistency."""
+def unpack_block(payload: bytes, n_samples: int, n_channels: int, codec: Any, fs: float,
+                 dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, per-sample timestamps) of one block; WireFormatError on any inconsistency (``dtype``: the
+    frame header's, checked too when given: the archive would otherwise cast a mismatching block silently)."""
     if len(payload) < _N.size:
         raise WireFormatError("payload", 40, "archive block shorter than its frame count")
     (k,) = _N.unpack_from(payload, 0)
@@ -43,6 +45,8 @@ def unpack_block(payload: bytes, n_samples: int, n_channels: int, codec: Any, fs
     data = codec.decode(payload[end:])
     if data.shape != (n_samples, n_channels):
         raise WireFormatError("payload", end + 40, f"archive block decodes to {data.shape}, header says {(n_samples, n_channels)}")
+    if dtype is not None and data.dtype.name != dtype:
+        raise WireFormatError("payload", end + 40, f"archive block decodes to {data.dtype.name}, header says {dtype}")
     counts = table["n"].astype(np.int64)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     idx = np.arange(n_samples) - starts

@@ -46,6 +46,7 @@ class _Rx:
     beyond_window: int = 0
     retransmits_in: int = 0
     lost_for_good: int = 0
+    bad_blocks: int = 0  # blocks that passed the CRCs but did not decode (dropped, NACKed again)
     nacked: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (last NACK time, times NACKed)
 
 
@@ -112,7 +113,7 @@ class ReliableReceiver:
     def summary(self) -> dict[int, dict[str, Any]]:
         return {sid: {"frames_archived": st.frames_archived, "blocks_archived": st.blocks_archived, "next_seq": st.next, "durable_next_seq": st.archive.next_seq,
                       "duplicates": st.duplicates, "beyond_window": st.beyond_window, "retransmits_in": st.retransmits_in,
-                      "lost_for_good": st.lost_for_good, "held": len(st.held), "ended": st.ended}
+                      "lost_for_good": st.lost_for_good, "bad_blocks": st.bad_blocks, "held": len(st.held), "ended": st.ended}
                 for sid, st in self.streams.items()}
 
     # -- internals ---------------------------------------------------------------------------------
@@ -155,8 +156,10 @@ class ReliableReceiver:
                 st.next += 1
                 break
             try:
-                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels, self.codec, fs)
+                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels, self.codec, fs,
+                                        item.header.dtype)
             except (CodecError, WireFormatError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
+                st.bad_blocks += 1
                 log.warning("stream %d: archive block %d rejected: %s", st.header.stream_id, st.next, exc)
                 break
             if offset is not None:

@@ -150,8 +150,12 @@ class ReliableSender:
             tx.acked = a.next_seq
             tx.last_progress = now
         for first, count in a.nacks:
-            tx.stats.nacked += count
-            self._queue(tx, range(first, first + count), now)
+            # only blocks this sender produced and still holds: a forged or corrupt range (count up to
+            # 2**32 - 1, 256 of them) would otherwise stall the event loop iterating over it
+            lo, hi = max(first, tx.acked, tx.spool.oldest_seq or 0), min(first + count, tx.next_seq)
+            if hi > lo:
+                tx.stats.nacked += hi - lo
+                self._queue(tx, range(lo, hi), now)
 
     async def run(self, dt: float = 0.01) -> None:
         """Paced retransmitter (and tail-loss timer); the live path is never blocked by it."""

@@ -63,10 +63,16 @@ def _payload(**kw: Any) -> bytes:
     return json.dumps(kw, separators=(",", ":")).encode()
 
 
+MAX_CONTROL_BYTES = 4096  # control records are < 100 bytes; anything far larger is not one of ours
+
+
 def _parse(payload: bytes | bytearray) -> dict[str, Any] | None:
+    """An announce / claim / owner record, or None for anything malformed (the callers count those)."""
+    if len(payload) > MAX_CONTROL_BYTES:
+        return None
     try:
         d = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     return d if isinstance(d, dict) and isinstance(d.get("session"), str) and isinstance(d.get("epoch"), int) else None
 
@@ -117,6 +123,7 @@ class MqttGroupSender(MqttSender):
         self.streams: dict[int, _Owned] = {}
         self.held_dropped = 0  # held messages evicted by the bound (also in stats.dropped)
         self.reassignments = 0
+        self.bad_control = 0  # malformed claim records (ignored)
         self._gone: dict[str, None] = {}  # members that said offline (until they say online again); bounded
         self._live: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
@@ -186,6 +193,8 @@ class MqttGroupSender(MqttSender):
 
     def _on_claim(self, sid_text: str, payload: bytes | bytearray) -> None:
         d = _parse(payload)
+        if d is None:
+            self.bad_control += 1
         try:
             sid = int(sid_text)
         except ValueError:
@@ -291,6 +300,7 @@ class MqttGroupReceiver(MqttReceiver):
         self.pending: dict[int, deque[bytes]] = {}  # messages of claimed streams, until the decision
         self.not_owned_dropped = 0  # messages of streams this member does not own (claims it lost, leftovers)
         self.released = 0
+        self.bad_control = 0  # malformed announce / owner records (ignored)
         self._leaving = False
         self._live: aiomqtt.Client | None = None
         self._tasks = _Tasks("receiver")
@@ -344,6 +354,8 @@ class MqttGroupReceiver(MqttReceiver):
 
     def _on_announce(self, sid: int, payload: bytes | bytearray) -> None:
         d = _parse(payload)
+        if d is None:
+            self.bad_control += 1
         if d is None or self._live is None or self._leaving:
             return
         key = (d["session"], d["epoch"])
@@ -366,6 +378,8 @@ class MqttGroupReceiver(MqttReceiver):
         if not payload:
             return  # cleared by a sender that closed cleanly: the stream ended, nothing to change
         d = _parse(payload)
+        if d is None:
+            self.bad_control += 1
         mine = self.claims.get(sid) or self.owned.get(sid)
         if d is None or mine is None:
             return
