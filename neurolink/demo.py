@@ -294,6 +294,9 @@ def main(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         print("error: --seconds must be > 0")
         return 2
+    if args.loop_seconds < 0:
+        print("error: --loop-seconds must be >= 0 (0 skips the closed-loop part)")
+        return 2
     if args.channels is not None and not 1 <= args.channels <= 4096:
         print("error: --channels must be in [1, 4096]")
         return 2

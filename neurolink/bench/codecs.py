@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mb", type=float, default=256.0,
                     help="use at most this much raw data per recording, from its start (default 256; 0 = all)")
     args = ap.parse_args(argv)
+    if args.max_mb < 0:
+        ap.error(f"--max-mb: expected >= 0 (0 = no limit), got {args.max_mb:g}")
     res = run(quick=args.quick, data=Path(args.data) if args.data else None, max_mb=args.max_mb)
     print(_table(res))
     if args.json:

@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", dest="json_out")
     p.add_argument("--png", dest="png_out")
     args = p.parse_args(argv)
+    if args.max_mb < 0:
+        p.error(f"--max-mb: expected >= 0 (0 = no limit), got {args.max_mb:g}")
     logging.basicConfig(level=logging.WARNING)
     base = shared_dir()
     data = Path(args.data) if args.data else (base / "data" if base else None)

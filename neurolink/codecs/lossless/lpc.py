@@ -616,23 +616,33 @@ def put_varints(vals, out, pos) -> int:
     return pos
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _get_varint(buf, pos):
+    """One zigzag varint at ``pos``: (value, new pos), pos -1 if truncated or overlong (never raises: a
+    raise inside a nested kernel leaks the caller's arrays in numba)."""
+    n = buf.shape[0]
+    u = np.int64(0)
+    shift = 0
+    while True:
+        if pos >= n or shift > 56:
+            return np.int64(0), -1
+        b = np.int64(buf[pos])
+        pos += 1
+        u |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    return (u >> 1) ^ -(u & 1), pos
+
+
 @njit(cache=True, nogil=True)
 def get_varints(buf, pos, vals) -> int:
     """Inverse of :func:`put_varints`; returns the new pos, or -1 if truncated / overlong."""
-    n = buf.shape[0]
     for i in range(vals.size):
-        u = np.int64(0)
-        shift = 0
-        while True:
-            if pos >= n or shift > 56:
-                return -1
-            b = np.int64(buf[pos])
-            pos += 1
-            u |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        vals[i] = (u >> 1) ^ -(u & 1)
+        v, pos = _get_varint(buf, pos)
+        if pos < 0:
+            return -1
+        vals[i] = v
     return pos
 
 
@@ -720,24 +730,14 @@ def get_weights(buf, pos, drop, is16, coefs, wt, wt32, fast32) -> int:
     n_ch) and ``fast32[0]`` as from :func:`transpose`, in one pass. Returns the offset after the
     varints, -1 if truncated or overlong, -2 if a weight is out of range (|w| >= MAX_W, |b| >= MAX_BIAS
     in units of 2^drop)."""
-    n = buf.shape[0]
     n_ch = coefs.shape[0]
     bmax = np.int64(0)
     for c in range(n_ch):
         b = np.int64(0)
         for i in range(N_COEF):
-            u = np.int64(0)
-            shift = 0
-            while True:
-                if pos >= n or shift > 56:
-                    return -1
-                by = np.int64(buf[pos])
-                pos += 1
-                u |= (by & 0x7F) << shift
-                if by < 0x80:
-                    break
-                shift += 7
-            w = (u >> 1) ^ -(u & 1)
+            w, pos = _get_varint(buf, pos)
+            if pos < 0:
+                return -1
             if abs(w) >= ((MAX_W if i < N_W else MAX_BIAS) >> drop):
                 return -2
             v = w << drop
