@@ -287,6 +287,47 @@ def print_table(runs: list[dict[str, Any]]) -> None:
                   + f"; rss tx {r.get('sender_rss_mb', float('nan')):.0f} MB rx {r.get('receiver_rss_mb', float('nan')):.0f} MB")
 
 
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repeated runs per configuration, and what encryption adds to p99.
+
+    The encryption figure pairs each encrypted run with the plain ZeroMQ run of the same channel count
+    and repeat (made back to back), takes the ratio of their p99s, and reports the median ratio and its
+    spread: a VM's tail latency drifts between runs by more than AEAD costs, so one pair says little."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("samples_measured", 0) > 0:
+            groups.setdefault(f"{r['transport']}{'+aead' if r.get('encrypted') else ''}/{r['channels']}", []).append(r)
+    out: dict[str, Any] = {"median": {}, "encryption_p99_overhead": {}}
+    for key, rs in groups.items():
+        out["median"][key] = {q: float(np.median([r["added_latency_ms"][q] for r in rs])) for q in ("p50", "p99", "p999")}
+        out["median"][key]["runs"] = len(rs)
+        out["median"][key]["frames_lost"] = int(sum(r["frames_lost"] for r in rs))
+    plain = {(r["channels"], r.get("repeat")): r for r in runs
+             if r["transport"] == "zmq" and not r.get("encrypted") and r.get("samples_measured", 0) > 0}
+    for r in runs:
+        if not (r.get("encrypted") and r.get("samples_measured", 0) > 0):
+            continue
+        p = plain.get((r["channels"], r.get("repeat")))
+        if p is not None:
+            out["encryption_p99_overhead"].setdefault(str(r["channels"]), []).append(
+                r["added_latency_ms"]["p99"] / p["added_latency_ms"]["p99"] - 1.0)
+    for ch, ratios in list(out["encryption_p99_overhead"].items()):
+        a = np.array(ratios)
+        out["encryption_p99_overhead"][ch] = {"median": float(np.median(a)), "p25": float(np.percentile(a, 25)),
+                                               "p75": float(np.percentile(a, 75)), "pairs": a.tolist()}
+    return out
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print("medians over repeats:")
+    for key, m in summary["median"].items():
+        print(f"  {key:<14} p50 {m['p50']:.3f}  p99 {m['p99']:.3f}  p99.9 {m['p999']:.3f} ms  "
+              f"({m['runs']} runs, {m['frames_lost']} frames lost)")
+    for ch, o in summary["encryption_p99_overhead"].items():
+        print(f"encryption adds {o['median']:+.1%} to p99 at {ch} ch (median of {len(o['pairs'])} back-to-back pairs; "
+              f"quartiles {o['p25']:+.1%} .. {o['p75']:+.1%})")
+
+
 def plot(runs: list[dict[str, Any]], path: str) -> None:
     import matplotlib
 
@@ -322,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short smoke run (16 ch, 1 s)")
     ap.add_argument("--no-encrypted", dest="encrypted", action="store_false",
                     help="skip the encrypted ZeroMQ runs (ChaCha20-Poly1305 end to end; on by default)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run every configuration N times, interleaved round-robin so slow drifts of the machine hit "
+                         "all alike; the summary gives medians over the repeats and the encrypted/plain p99 ratio of "
+                         "runs made back to back (single runs' tails vary by more than the effect of encryption)")
     ap.add_argument("--realtime", type=int, default=0, metavar="PRIO",
                     help="run the bench and both daemons at SCHED_FIFO priority PRIO (Linux, root or CAP_SYS_NICE): "
                          "on a machine shared with other work, so their load does not dominate the tails; 0 = off")
@@ -335,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.warmup, args.channels = 1.0, 1.5, [16]
     bad = [t for t in args.transports if t not in ("zmq", "mqtt")]
-    if bad or args.seconds <= 0 or any(not 1 <= c <= 4096 for c in args.channels):
-        print(f"error: transports must be zmq/mqtt (got {bad}), --seconds > 0, channels in [1, 4096]")
+    if bad or args.seconds <= 0 or any(not 1 <= c <= 4096 for c in args.channels) or args.repeat < 1:
+        print(f"error: transports must be zmq/mqtt (got {bad}), --seconds > 0, channels in [1, 4096], --repeat >= 1")
         return 2
     broker = None
     if "mqtt" in args.transports:
@@ -355,21 +400,31 @@ def main(argv: list[str] | None = None) -> int:
             combos = [(t, c, False) for t in args.transports for c in args.channels]
             if args.encrypted and "zmq" in args.transports:  # the same ZeroMQ runs with end-to-end AEAD
                 combos += [("zmq", c, True) for c in args.channels]
-            for kind, ch, enc in tqdm(combos, desc="bench latency", unit="run"):
+            if args.encrypted and "zmq" in args.transports and args.repeat > 1:
+                # plain and encrypted runs of one channel count back to back: a pair sees the same machine
+                combos.sort(key=lambda c: (c[1], c[0] != "zmq", c[2]))
+            # odd repeats run the list backwards: neither member of a pair always goes first
+            schedule = [(rep, *c) for rep in range(args.repeat) for c in (combos if rep % 2 == 0 else combos[::-1])]
+            for rep, kind, ch, enc in tqdm(schedule, desc="bench latency", unit="run"):
                 try:
                     runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp), encrypted=enc))
                 except Exception as exc:  # one failed run must not lose the others
                     print(f"run {kind} {ch} ch failed: {exc}")
                     runs.append(_failed(kind, ch, str(exc)))
                     runs[-1]["encrypted"] = enc
+                runs[-1]["repeat"] = rep
     finally:
         if broker is not None:
             broker.close()
     print_table(runs)
+    summary = summarise(runs) if args.repeat > 1 else {}
+    if summary:
+        print_summary(summary)
     rt = f"; bench and daemons at SCHED_FIFO {args.realtime}" if args.realtime else ""
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (tails grow with other load){rt}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "source": what, "cpu_count": os.cpu_count(),
+        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary, "repeat": args.repeat,
+                                               "source": what, "cpu_count": os.cpu_count(),
                                                "loadavg_1m_end": os.getloadavg()[0], "realtime_priority": args.realtime},
                                               indent=1, default=float))
     if args.png:

@@ -28,3 +28,27 @@ def test_bench_latency_quick(tmp_path, capsys):
         assert r["samples_republished"] == r["samples_pushed"] and r["values_match_ch0"]
         assert 0 < r["sender_cpu"] < 2 and 0 < r["receiver_cpu"] < 2
     assert "p99.9 ms" in capsys.readouterr().out
+
+
+def _run(transport: str, ch: int, enc: bool, rep: int, p99: float) -> dict:
+    return {"transport": transport, "channels": ch, "encrypted": enc, "repeat": rep, "samples_measured": 10,
+            "frames_lost": 0, "added_latency_ms": {"p50": p99 / 2, "p99": p99, "p999": p99 * 2}}
+
+
+def test_summary_pairs_encrypted_with_plain_runs_of_the_same_repeat():
+    from neurolink.bench.latency import summarise
+
+    # plain p99 drifts 1 -> 3 ms between repeats; encryption adds exactly 10 % within each pair
+    runs = [_run("zmq", 1024, False, 0, 1.0), _run("zmq", 1024, True, 0, 1.1),
+            _run("zmq", 1024, True, 1, 3.3), _run("zmq", 1024, False, 1, 3.0),
+            _run("zmq", 1024, False, 2, 2.0), _run("zmq", 1024, True, 2, 2.2),
+            _run("mqtt", 1024, False, 0, 9.0)]
+    s = summarise(runs)
+    o = s["encryption_p99_overhead"]["1024"]
+    assert len(o["pairs"]) == 3 and abs(o["median"] - 0.10) < 1e-9
+    # the medians of the groups alone would say +10 % too here, but not when drift and order differ:
+    assert s["median"]["zmq/1024"]["p99"] == 2.0 and s["median"]["zmq+aead/1024"]["p99"] == 2.2
+    assert s["median"]["mqtt/1024"]["runs"] == 1 and "mqtt" not in "".join(s["encryption_p99_overhead"])
+    # a failed run (nothing measured) is left out rather than counted as zero latency
+    failed = _run("zmq", 1024, True, 3, float("nan")) | {"samples_measured": 0}
+    assert summarise(runs + [failed])["encryption_p99_overhead"]["1024"]["pairs"] == o["pairs"]
