@@ -3,7 +3,13 @@
 1 ms frames carry a few dozen bytes, far below what zstd's frame overhead allows, so the lossy
 family writes its own bitstream: raw bits, and signed integers in Rice codes whose parameter adapts
 per context from the running mean magnitude (as JPEG-LS does), so no per-frame side information is
-spent on it. Readers bound-check every access and raise ``ValueError`` (mapped to CodecError).
+spent on it. Readers bound-check every access but never raise: a ``raise`` inside nopython code
+leaks the arrays held by the raising frame and its jitted callers (~150 kB per rejected frame in the
+fuzzer). A read past the end returns 0 and a *sticky error position* (>= ``BAD``, far past any
+buffer), which every later read also treats as out of range and keeps, so jitted kernels just
+propagate ``pos``; the Python wrapper calls ``check_pos``, which raises ``ValueError`` (mapped to
+CodecError) with the message of the first error. Kernels report value errors the same way
+(``fail(pos, code)``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,37 @@ from numba import njit
 ESCAPE = 24
 RICE_LIMIT = 16  # cap of the adaptive Rice parameter
 RESET = 64  # halve the adaptive statistics every RESET symbols (tracks non-stationarity)
+
+#: Error positions: ``BAD + code`` (any position >= BAD is an error; far past any buffer, no overflow).
+BAD = 1 << 62
+ERR_FIELD, ERR_PREFIX, ERR_TABLE = BAD, BAD + 1, BAD + 2
+_MESSAGES = {
+    ERR_FIELD: "bitstream ends inside a field",
+    ERR_PREFIX: "bitstream ends inside a Rice prefix",
+    ERR_TABLE: "bitstream ends inside a keyframe table",
+}
+
+
+def error_code(index: int, message: str) -> int:
+    """Register a codec's own error (index >= 16, unique across the lossy codecs); returns its position."""
+    code = BAD + index
+    if index < 16 or _MESSAGES.get(code, message) != message:
+        raise ValueError(f"error index {index} reserved or taken")
+    _MESSAGES[code] = message
+    return code
+
+
+@njit(cache=True, inline="always")
+def fail(pos: int, code: int) -> int:
+    """Error position for code, keeping an earlier error (the first one is the one reported)."""
+    return pos if pos >= BAD else code
+
+
+def check_pos(buf: np.ndarray, pos: int) -> int:
+    """Raise ValueError (-> CodecError) if a jitted reader returned an error position; returns pos."""
+    if pos >= BAD or pos > buf.size * 8:
+        raise ValueError(_MESSAGES.get(int(pos), "bitstream ends inside a field"))
+    return pos
 
 
 @njit(cache=True)
@@ -33,7 +70,7 @@ def put_bits(buf: np.ndarray, pos: int, value: int, nbits: int) -> int:
 @njit(cache=True)
 def get_bits(buf: np.ndarray, pos: int, nbits: int) -> tuple[int, int]:
     if pos + nbits > buf.size * 8:
-        raise ValueError("bitstream ends inside a field")
+        return 0, fail(pos, ERR_FIELD)  # also keeps an error position (never raise: see the docstring)
     v = np.int64(0)
     while nbits > 0:
         avail = 8 - (pos & 7)
@@ -87,7 +124,7 @@ def get_signed(buf: np.ndarray, pos: int, a: np.ndarray, n: np.ndarray, ctx: int
     limit = buf.size * 8
     while True:  # unary prefix: count ones up to the terminating zero
         if pos >= limit:
-            raise ValueError("bitstream ends inside a Rice prefix")
+            return 0, fail(pos, ERR_PREFIX)
         b = (buf[pos >> 3] >> (7 - (pos & 7))) & 1
         pos += 1
         if b == 0:

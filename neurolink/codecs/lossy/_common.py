@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_bits, get_signed, put_bits, put_signed
+from neurolink.codecs.lossy._bitio import (
+    ERR_TABLE,
+    check_pos,
+    fail,
+    get_bits,
+    get_signed,
+    put_bits,
+    put_signed,
+)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -27,8 +35,9 @@ def put_words(buf: np.ndarray, pos: int, words: np.ndarray, nbits: int) -> int:
 
 @njit(cache=True)
 def get_words(buf: np.ndarray, pos: int, count: int, nbits: int) -> tuple[np.ndarray, int]:
-    if pos + count * nbits > buf.size * 8:
-        raise ValueError("bitstream ends inside a keyframe table")
+    """``count`` raw ``nbits`` words; past the end: (empty array, error position) - see ``_bitio``."""
+    if pos + count * nbits > buf.size * 8:  # before allocating: count comes from the payload
+        return np.zeros(0, np.int64), fail(pos, ERR_TABLE)
     out = np.empty(count, np.int64)
     for i in range(count):
         out[i], pos = get_bits(buf, pos, nbits)
@@ -43,6 +52,7 @@ def put_f32(buf: np.ndarray, pos: int, values: np.ndarray) -> int:
 def get_f32(buf: np.ndarray, pos: int, count: int, what: str, positive: bool = False) -> tuple[np.ndarray, int]:
     """Read float32 words; ValueError (-> CodecError) when non-finite or, if asked, not positive."""
     words, pos = get_words(buf, pos, count, 32)
+    check_pos(buf, pos)
     vals = words.astype(np.uint32).view(np.float32).astype(np.float64)
     if not np.all(np.isfinite(vals)) or np.any(np.abs(vals) > 1e30) or (positive and np.any(vals <= 0)):
         raise ValueError(f"{what} out of range at bit {pos - 32 * count}")
@@ -91,6 +101,7 @@ def put_means(x, buf, pos, steps, prev, a, n, ctx0):
 
 @njit(cache=True)
 def get_means(buf, pos, n_ch, steps, prev, a, n, ctx0):
+    """Frame means (closed-loop DPCM); a truncated stream returns an error position (``check_pos``)."""
     m_rec = np.empty(n_ch)
     for c in range(n_ch):
         q, pos = get_signed(buf, pos, a, n, ctx0 + c)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from neurolink.codecs.base import MAX_CHANNELS, Codec, as_2d
-from neurolink.codecs.lossy._bitio import get_bits, put_bits
+from neurolink.codecs.lossy._bitio import BAD, get_bits, put_bits
 from neurolink.errors import CodecError, MissingReferenceError
 
 _DTYPES = {"int16": 1, "float32": 2}
@@ -59,6 +59,11 @@ class LossyStreamCodec(Codec):
         raise NotImplementedError
 
     def _decode_payload(self, buf: np.ndarray, pos: int, n_s: int, n_ch: int, key: bool) -> np.ndarray:
+        """Decode the frame after the header; ValueError/IndexError -> CodecError.
+
+        Jitted kernels must not raise (a raise in nopython code leaks its arrays): they return the
+        ``_bitio`` error position and this method calls ``check_pos`` on it before using the result.
+        """
         raise NotImplementedError
 
     def _max_bytes(self, n_s: int, n_ch: int) -> int:
@@ -100,15 +105,14 @@ class LossyStreamCodec(Codec):
 
     def decode(self, blob: bytes) -> np.ndarray:
         buf = np.frombuffer(bytes(blob), np.uint8)
-        try:
-            head, pos = get_bits(buf, 0, 5)
-            key, count = bool(head >> 4), head & 15
-            if key:
-                code, pos = get_bits(buf, pos, 3)
-                n_ch, pos = get_bits(buf, pos, 16)
-                n_s, pos = get_bits(buf, pos, 16)
-        except ValueError:
-            raise CodecError(f"{self.codec_id}: payload of {len(blob)} bytes is shorter than its header") from None
+        head, pos = get_bits(buf, 0, 5)  # past the end: pos >= BAD (the readers never raise)
+        key, count = bool(head >> 4), head & 15
+        if key:
+            code, pos = get_bits(buf, pos, 3)
+            n_ch, pos = get_bits(buf, pos, 16)
+            n_s, pos = get_bits(buf, pos, 16)
+        if pos >= BAD:
+            raise CodecError(f"{self.codec_id}: payload of {len(blob)} bytes is shorter than its header")
         if key:
             if code not in _CODES:
                 raise CodecError(f"{self.codec_id}: unknown dtype code {code} in keyframe header at bit 5")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._bitio import check_pos, get_signed, new_rice_state, put_signed
 from neurolink.codecs.lossy._common import (
     MODELS_DIR,
     get_f32,
@@ -143,10 +143,12 @@ class Autoencoder(LossyStreamCodec):
             raise ValueError("no keyframe scale")
         need_bits(buf, pos, n_ch * (1 + (LATENT * -(-n_s // SEG) if n_s > 1 else 0)))
         m_rec, pos = get_means(buf, pos, n_ch, self._msteps, self._prev, self._a, self._n, LATENT)
+        check_pos(buf, pos)
         if n_s == 1:
             return m_rec[None, :].copy()
         rows = n_ch * -(-n_s // SEG)
         q, pos = _get_latents(buf, pos, rows, self._a, self._n)
+        check_pos(buf, pos)
         zq = (q * self.step).astype(np.float32)
         d = session("ae_decoder").run(None, {"z": zq})[0]
         return _unsegment(d, n_s, n_ch) * self._scale + m_rec

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._bitio import BAD, check_pos, get_signed, new_rice_state, put_signed
 from neurolink.codecs.lossy._common import get_means, need_bits, put_means, quantise
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 from neurolink.errors import CodecError
@@ -92,6 +92,8 @@ def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
         for i in range(mm):
             q, pos = get_signed(buf, pos, a_st, n_st, c)
             meas[i] = q * step
+        if pos >= BAD:  # truncated: skip the recovery work (the caller raises; see _bitio)
+            return y, pos
         s = _omp(a, meas, tol2, max(1, mm // MEAS_PER_ATOM)) / norms
         d = psi @ s
         for i in range(n_s):
@@ -133,9 +135,11 @@ class CompressedSensing(LossyStreamCodec):
             raise ValueError(f"frame of {n_s} samples above the limit of {MAX_N}")
         need_bits(buf, pos, n_ch * (1 + n_measurements(self.m, n_s)))
         m_rec, pos = get_means(buf, pos, n_ch, self._msteps, self._prev, self._a, self._n, n_ch)
+        check_pos(buf, pos)
         mm = n_measurements(self.m, n_s)
         if not mm:
             return np.repeat(m_rec[None, :], n_s, axis=0)
         _phi, psi, a, norms = matrices(n_s, mm, self.seed)
-        y, _ = _recover(buf, pos, mm, n_ch, self.qstep, a, norms, psi, self._a, self._n, m_rec)
+        y, pos = _recover(buf, pos, mm, n_ch, self.qstep, a, norms, psi, self._a, self._n, m_rec)
+        check_pos(buf, pos)
         return y

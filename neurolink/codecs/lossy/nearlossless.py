@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._bitio import check_pos, get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._common import need_bits
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
 
@@ -41,7 +42,7 @@ def _decode(buf, pos, n_s, n_ch, step, prev, a, n):
             p = p + q * step
             y[i, c] = p
         prev[c] = p
-    return y
+    return y, pos  # pos >= BAD: truncated (the readers never raise; see _bitio)
 
 
 class NearLossless(LossyStreamCodec):
@@ -62,4 +63,7 @@ class NearLossless(LossyStreamCodec):
         return _encode(x, buf, pos, float(2 * self.k + 1), self._prev, self._a, self._n)
 
     def _decode_payload(self, buf, pos, n_s, n_ch, key):
-        return _decode(buf, pos, n_s, n_ch, float(2 * self.k + 1), self._prev, self._a, self._n)
+        need_bits(buf, pos, n_s * n_ch)  # the kernel does not stop at the end: bound its work by the payload
+        y, pos = _decode(buf, pos, n_s, n_ch, float(2 * self.k + 1), self._prev, self._a, self._n)
+        check_pos(buf, pos)
+        return y

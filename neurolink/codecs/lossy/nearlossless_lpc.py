@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_bits, put_bits
+from neurolink.codecs.lossy._bitio import BAD, check_pos, error_code, fail, get_bits, put_bits
 from neurolink.codecs.lossy._common import QMAX
 from neurolink.codecs.lossy._rangecoder import (
     dec_bit,
@@ -56,6 +56,11 @@ STATS_EVERY = 4  # the encoder's fitting statistics use every 4th sample (cheape
 RMAX = 1 << 31  # reconstruction clamp (only reachable with corrupt payloads)
 DECAY = 0.99  # per-frame decay of the encoder's fitting statistics (~100 frames)
 RIDGE = 1e-3  # relative ridge term of the least-squares fit
+# Jitted kernels never raise (a raise in nopython code leaks their arrays; see _bitio): the side-info
+# reader returns an error position, the residual decoder an error input position ``ip`` (two bands:
+# ``ip`` keeps counting after the error, by far less than 2^40 on any frame), raised in Python.
+ERR_MEAN = error_code(17, "channel mean field wider than 32 bits")
+IP_ESCAPE, IP_RESIDUAL = BAD, BAD + (1 << 40)
 
 
 @njit(cache=True, inline="always")
@@ -173,12 +178,14 @@ def _get_residual(code, rng, ip, src, prob, cnt, b, s):
         hi += 1
     if hi == UMAX:
         code, rng, ip, nb = dec_direct(code, rng, ip, src, 6)
-        if nb > 32:
-            raise ValueError("escape code longer than 32 bits")
+        if nb > 32:  # corrupt: flag it in ip (only the first error is kept) and go on with bounded values
+            ip = ip if ip >= BAD else IP_ESCAPE
+            nb = 0
         code, rng, ip, e = _get_direct(code, rng, ip, src, 1, nb)
         hi = UMAX + e - 1
         if hi > QMAX:
-            raise ValueError("residual out of range")
+            ip = ip if ip >= BAD else IP_RESIDUAL
+            hi = QMAX
     code, rng, ip, lo = _get_direct(code, rng, ip, src, 0, s + 1)
     neg = lo >> s
     m = min(((hi << s) | (lo & ((1 << s) - 1))) + 1, QMAX)
@@ -292,7 +299,7 @@ def _decode(buf, pos, n_s, n_ch, step, mu, w, hist, lq, prob, cnt):
             qn = _push(hist, lq, c, r, q)
             cur_prev = r
             y[i, c] = r
-    return y
+    return y, ip  # ip >= BAD: corrupt residual (IP_ESCAPE / IP_RESIDUAL band)
 
 
 @njit(cache=True)
@@ -348,7 +355,7 @@ def _get_side(buf, pos, mu, w):
     for c in range(mu.size):
         nb, pos = get_bits(buf, pos, 6)
         if nb > 32:
-            raise ValueError("channel mean field wider than 32 bits")
+            return fail(pos, ERR_MEAN)
         u, pos = get_bits(buf, pos, nb)
         mu[c] = (u >> 1) if (u & 1) == 0 else -((u + 1) >> 1)
         for k in range(N_W):
@@ -430,10 +437,12 @@ class _LPCCoder(LossyStreamCodec):
 
     def _decode_payload(self, buf, pos, n_s, n_ch, key):
         if key:
-            pos = _get_side(buf, pos, self._mu, self._w)
+            pos = check_pos(buf, _get_side(buf, pos, self._mu, self._w))
             self._hist[:] = self._mu[:, None]
-        y = _decode(buf, pos, n_s, n_ch, self._istep(), self._mu, self._w, self._hist, self._lq,
-                    self._prob, self._cnt)
+        y, ip = _decode(buf, pos, n_s, n_ch, self._istep(), self._mu, self._w, self._hist, self._lq,
+                        self._prob, self._cnt)
+        if ip >= BAD:
+            raise ValueError("escape code longer than 32 bits" if ip < IP_RESIDUAL else "residual out of range")
         return y / self._scale if self._scale != 1 else y
 
 

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_bits, get_signed, new_rice_state, put_bits, put_signed
+from neurolink.codecs.lossy._bitio import (
+    check_pos,
+    get_bits,
+    get_signed,
+    new_rice_state,
+    put_bits,
+    put_signed,
+)
 from neurolink.codecs.lossy._common import clampq, get_f32, get_words, need_bits, put_f32, put_words
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
@@ -203,6 +210,7 @@ class PCA(LossyStreamCodec):
     def _decode_payload(self, buf, pos, n_s, n_ch, key):
         if key:
             has_basis, pos = get_bits(buf, pos, 1)
+            check_pos(buf, pos)
             mu, pos = get_f32(buf, pos, n_ch, "channel mean")
             model = None
             if has_basis:
@@ -210,20 +218,24 @@ class PCA(LossyStreamCodec):
                 rs = []
                 for g in groups:
                     r, pos = get_bits(buf, pos, 5)
+                    check_pos(buf, pos)
                     if r + 1 > g.stop - g.start:
                         raise ValueError(f"{r + 1} components for a group of {g.stop - g.start} channels")
                     rs.append(r + 1)
                 model = []
                 for g, r in zip(groups, rs, strict=True):
                     raw, pos = get_words(buf, pos, r * (g.stop - g.start), 8)
+                    check_pos(buf, pos)
                     model.append((raw.astype(np.uint8).view(np.int8).reshape(g.stop - g.start, r), None, None))
             ridx, pos = get_words(buf, pos, n_ch if model is None else sum(m[0].shape[1] for m in model), RHO_BITS)
+            check_pos(buf, pos)
             self._set_frame_model(mu, model, ridx)
         if not hasattr(self, "_mu") or self._mu.size != n_ch:
             raise ValueError("no keyframe model")
         r = self._prev.size
         need_bits(buf, pos, n_s * r)
         y, pos = _decode_coefs(buf, pos, n_s, r, self.step, self._rho, self._prev, self._a, self._n)
+        check_pos(buf, pos)
         if self._bases is not None:
             parts, k = [], 0
             for b in self._bases:

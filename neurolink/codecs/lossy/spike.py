@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_bits, get_signed, new_rice_state, put_bits, put_signed
+from neurolink.codecs.lossy._bitio import (
+    BAD,
+    check_pos,
+    get_bits,
+    get_signed,
+    new_rice_state,
+    put_bits,
+    put_signed,
+)
+from neurolink.codecs.lossy._common import need_bits
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
 SIGMA_ALPHA = 0.02  # EMA weight of the encoder's noise estimate (~50 quiet frames)
@@ -73,6 +82,8 @@ def _decode(buf, pos, n_s, n_ch, step, mstep, prev, a, n):
         mr = prev[c] + q * mstep
         prev[c] = mr
         active, pos = get_bits(buf, pos, 1)
+        if pos >= BAD:  # truncated: stop here, the caller raises (bounds the work on hostile headers)
+            return y, pos
         if active:
             for i in range(n_s):
                 r, pos = get_signed(buf, pos, a, n, 2 * c + 1)
@@ -80,7 +91,7 @@ def _decode(buf, pos, n_s, n_ch, step, mstep, prev, a, n):
         else:
             for i in range(n_s):
                 y[i, c] = mr
-    return y
+    return y, pos  # pos >= BAD: truncated (the readers never raise; see _bitio)
 
 
 class SpikeGated(LossyStreamCodec):
@@ -109,4 +120,7 @@ class SpikeGated(LossyStreamCodec):
         return _encode(x, buf, pos, self.step, max(self.step * MEAN_FRACTION, 1e-3), self._prev, self._sigma, self._efb, self._a, self._n)
 
     def _decode_payload(self, buf, pos, n_s, n_ch, key):
-        return _decode(buf, pos, n_s, n_ch, self.step, max(self.step * MEAN_FRACTION, 1e-3), self._prev, self._a, self._n)
+        need_bits(buf, pos, 2 * n_ch)  # >= 2 bits per channel (mean, flag)
+        y, pos = _decode(buf, pos, n_s, n_ch, self.step, max(self.step * MEAN_FRACTION, 1e-3), self._prev, self._a, self._n)
+        check_pos(buf, pos)
+        return y

@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_bits, get_signed, new_rice_state, put_bits, put_signed
+from neurolink.codecs.lossy._bitio import (
+    check_pos,
+    error_code,
+    fail,
+    get_bits,
+    get_signed,
+    new_rice_state,
+    put_bits,
+    put_signed,
+)
 from neurolink.codecs.lossy._common import get_f32, get_words, load_model_array, need_bits, put_f32, put_words
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
@@ -26,6 +35,7 @@ MIN_BITS, MAX_BITS = 2, 8
 RHO_BITS = 7
 GAIN_MIN, GAIN_MAX = -100, 100  # gain index: g = 2 ** (index / 2)
 STATS_DECAY = 0.9
+ERR_GAIN = error_code(16, "gain index out of range")  # jitted kernels return errors, never raise
 _CODEBOOKS: dict[int, np.ndarray] = {}
 
 
@@ -100,7 +110,7 @@ def _decode(buf, pos, n_s, n_ch, cb, bits, m, rho, prev, gprev, a, n):
         dg, pos = get_signed(buf, pos, a, n, g)
         gi = gprev[g] + dg
         if gi < GAIN_MIN or gi > GAIN_MAX:
-            raise ValueError("gain index out of range")
+            return y, fail(pos, ERR_GAIN)
         gprev[g] = gi
         gain = 2.0 ** (gi / 2.0)
         for i in range(n_s):
@@ -109,7 +119,7 @@ def _decode(buf, pos, n_s, n_ch, cb, bits, m, rho, prev, gprev, a, n):
                 c = c0 + j
                 prev[c] = m[c] + rho[c] * (prev[c] - m[c]) + gain * cb[k, j]
                 y[i, c] = prev[c]
-    return y
+    return y, pos  # pos >= BAD: truncated or corrupt (see _bitio)
 
 
 class VQ(LossyStreamCodec):
@@ -177,6 +187,9 @@ class VQ(LossyStreamCodec):
         if key:
             mu, pos = get_f32(buf, pos, n_ch, "channel mean")
             ridx, pos = get_words(buf, pos, n_ch, RHO_BITS)
+            check_pos(buf, pos)
             self._set_model(mu, ridx)
         need_bits(buf, pos, n_s * ((n_ch + DIM - 1) // DIM) * self.bits)
-        return _decode(buf, pos, n_s, n_ch, self._cb, self.bits, self._m, self._rho, self._prev, self._gprev, self._a, self._n)
+        y, pos = _decode(buf, pos, n_s, n_ch, self._cb, self.bits, self._m, self._rho, self._prev, self._gprev, self._a, self._n)
+        check_pos(buf, pos)
+        return y

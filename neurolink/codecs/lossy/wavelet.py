@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from neurolink.codecs.lossy._bitio import get_signed, new_rice_state, put_signed
+from neurolink.codecs.lossy._bitio import check_pos, get_signed, new_rice_state, put_signed
 from neurolink.codecs.lossy._common import clampq, need_bits
 from neurolink.codecs.lossy._stream import LossyStreamCodec, check_number
 
@@ -118,7 +118,7 @@ def _decode(buf, pos, n_s, n_ch, step, dstep, prev, a, n):
         _inverse(v, tmp, ls)
         for i in range(n_s):
             y[i, c] = v[i]
-    return y
+    return y, pos  # pos >= BAD: truncated (the readers never raise; see _bitio)
 
 
 class Wavelet(LossyStreamCodec):
@@ -141,4 +141,6 @@ class Wavelet(LossyStreamCodec):
 
     def _decode_payload(self, buf, pos, n_s, n_ch, key):
         need_bits(buf, pos, n_s * n_ch)
-        return _decode(buf, pos, n_s, n_ch, self.step, self.step * DC_FRACTION, self._prev, self._a, self._n)
+        y, pos = _decode(buf, pos, n_s, n_ch, self.step, self.step * DC_FRACTION, self._prev, self._a, self._n)
+        check_pos(buf, pos)
+        return y
