@@ -29,6 +29,8 @@ from neurolink.wire import format as wire
 
 log = logging.getLogger(__name__)
 
+HEADER_REQUEST_S = 0.25
+
 ArchiveFactory = Callable[[wire.StreamHeader], ArchiveSink]
 
 
@@ -61,6 +63,8 @@ class ReliableReceiver:
         self.codec = get_codec(ARCHIVE_CODEC)
         self.codec.decode(self.codec.encode(np.zeros((4, 2), np.int16)))  # load the jitted kernels up front
         self.without_header = 0
+        self.header_requests = 0
+        self._header_asked: dict[int, float] = {}  # stream id -> when its header was last requested
         self.bad = 0
 
     # -- hooks called by the Receiver ----------------------------------------------------------------
@@ -71,6 +75,10 @@ class ReliableReceiver:
         live = rx.streams.get(h.stream_id)
         if live is None:
             self.without_header += 1  # not acked: it comes back once the header is known
+            if self.without_header in (1, 10, 100) or self.without_header % 1000 == 0:
+                log.debug("stream %d: archive frame %d before its stream header (%d so far)", h.stream_id, h.seq,
+                          self.without_header)
+            self._ask_header(rx, h.stream_id)
             return
         hdr = live.header
         st = self.streams.get(h.stream_id)
@@ -117,6 +125,20 @@ class ReliableReceiver:
                 for sid, st in self.streams.items()}
 
     # -- internals ---------------------------------------------------------------------------------
+    def _ask_header(self, rx: Any, stream_id: int) -> None:
+        """Ask the sender for a stream header (at most every HEADER_REQUEST_S): after the live stream has ended
+        only archive frames arrive, and nothing else would prompt one before the next periodic header."""
+        ids = getattr(rx, "stream_ids", None)
+        request = getattr(rx, "_request_header", None)
+        if request is None or (ids is not None and stream_id not in ids):
+            return
+        now = time.monotonic()
+        if now - self._header_asked.get(stream_id, -1e9) < HEADER_REQUEST_S:
+            return
+        self._header_asked[stream_id] = now
+        self.header_requests += 1
+        request(stream_id)
+
     def ack_for(self, st: _Rx, now: float | None = None) -> wack.Ack:
         """Cumulative durable point + NACKs; a block NACKed recently is not NACKed again (backoff), since an
         overloaded receiver still has retransmissions queued in its socket."""

@@ -46,6 +46,7 @@ class ReliableStats:
     acks: int = 0
     nacked: int = 0
     tail_retransmits: int = 0
+    probes: int = 0  # oldest unacknowledged block resent because no ack came (receiver away or restarting)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -60,6 +61,7 @@ class _Tx:
     acked: int = 0  # receiver's cumulative next_seq
     last_progress: float = field(default_factory=time.monotonic)
     last_ack: float = -1e9  # when the last ack arrived: no acks = nobody listening, do not resend blindly
+    last_probe: float = field(default_factory=time.monotonic)  # ack silence: when the oldest block was last resent
     eos_seq: int | None = None
     pending: collections.deque = field(default_factory=collections.deque)
     queued: set = field(default_factory=set)
@@ -74,9 +76,11 @@ class _Tx:
 class ReliableSender:
     def __init__(self, spool_dir: str | Path | None = None, *, spool_mb: float = 1024.0, segment_mb: float = 8.0,
                  retransmit_per_s: float = 25.0, rto_s: float = 1.0, tail_s: float = 3.0, window_frames: int = 64,
-                 block_frames: int = 100, block_s: float = 0.5, linger_s: float = 10.0) -> None:
+                 block_frames: int = 100, block_s: float = 0.5, linger_s: float = 10.0, probe_s: float = 1.0) -> None:
         if retransmit_per_s <= 0:
             raise ConfigError("reliable.retransmit_per_s", f"must be > 0, got {retransmit_per_s}")
+        if not probe_s > 0:
+            raise ConfigError("reliable.probe_s", f"must be > 0, got {probe_s}")
         if not 1 <= block_frames <= MAX_BLOCK_FRAMES:
             raise ConfigError("reliable.block_frames", f"must be in [1, {MAX_BLOCK_FRAMES}], got {block_frames}")
         self.spool_dir = Path(spool_dir) if spool_dir else None
@@ -89,6 +93,7 @@ class ReliableSender:
         self.tail_s = tail_s
         self.window = window_frames
         self.linger_s = linger_s
+        self.probe_s = probe_s
         self.streams: dict[int, _Tx] = {}
 
     # -- hooks called by the Sender ------------------------------------------------------------------
@@ -115,6 +120,7 @@ class ReliableSender:
         if tx.block:
             await self._emit_block(tx)
         tx.eos_seq = tx.next_seq
+        log.debug("stream %d: end of stream is archive frame %d (%d acknowledged)", stream_id, tx.eos_seq, tx.acked)
         eos = wire.pack_frame(stream_id, tx.next_seq, 0.0, 0, n_channels, dtype, 0, b"", wire.FLAG_END_OF_STREAM)
         tx.next_seq += 1
         tx.spool.append(tx.eos_seq, eos)
@@ -159,9 +165,14 @@ class ReliableSender:
 
     async def run(self, dt: float = 0.01) -> None:
         """Paced retransmitter (and tail-loss timer); the live path is never blocked by it."""
+        last = time.monotonic()
         while True:
             await asyncio.sleep(dt)
-            await self.step(dt)
+            now = time.monotonic()
+            # tokens for the time that really passed: a CPU-starved loop wakes up late, and crediting only
+            # ``dt`` per wake-up would cut the retransmit rate (and stretch a catch-up past the linger)
+            await self.step(max(now - last, dt))
+            last = now
 
     async def step(self, dt: float) -> None:
         """One retransmit round: at most ``retransmit_fps * dt`` frames per stream."""
@@ -176,7 +187,17 @@ class ReliableSender:
                     and now - tx.last_ack <= max(self.tail_s, 1.0)):
                 tx.stats.tail_retransmits += 1
                 tx.last_progress = now
+                log.debug("stream %d: no progress for %.1f s at %d of %d: resending the window", tx.stream_id,
+                          self.tail_s, tx.acked, end)
                 self._queue(tx, range(tx.acked, min(end, tx.acked + self.window)), now - self.rto_s)
+            # ack silence: NACKs and the tail timer both need acks, and a receiver acks only a stream it has
+            # seen an archive block of. One restarted after the last block (or whose first acks were lost)
+            # would never hear of the stream again: resend the oldest unacknowledged block every probe_s
+            # while no ack comes; the receiver opens the stream from it and NACKs the rest.
+            if (end is not None and tx.acked < end and now - tx.last_ack > self.probe_s
+                    and now - tx.last_probe >= self.probe_s):
+                tx.last_probe = now
+                await self._probe(tx, now)
             while tx.pending and tx.tokens >= 1.0:
                 seq = tx.pending.popleft()
                 tx.queued.discard(seq)
@@ -187,6 +208,17 @@ class ReliableSender:
                 tx.stats.retransmits += 1
                 tx.tokens -= 1.0
                 await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+
+    async def _probe(self, tx: _Tx, now: float) -> None:
+        seq = max(tx.acked, tx.spool.oldest_seq or 0)
+        msg = tx.spool.get(seq)
+        if msg is None:
+            return
+        tx.stats.probes += 1
+        if tx.stats.probes in (1, 10, 100) or tx.stats.probes % 1000 == 0:
+            log.info("stream %d: no ack %s: resending archive frame %d as a probe (%d probes so far)", tx.stream_id,
+                     f"for {now - tx.last_ack:.1f} s" if tx.last_ack > -1e8 else "yet", seq, tx.stats.probes)
+        await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait (bounded) until every stream's end of stream is acknowledged; True if all were."""
