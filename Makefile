@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: setup
 	$(VPY) -m neurolink demo --seconds 10
 
-test: setup
+test: setup lint
 	bash scripts/run_tests.sh $(VPY)
 
 test-fast: setup

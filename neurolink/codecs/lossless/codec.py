@@ -120,6 +120,10 @@ class _State2:
     """v2 state of one stream direction: history, Rice contexts, predictor weights."""
 
     version = 2
+    erows: np.ndarray  # kernel scratch, set in __init__ or taken over from ``scratch``
+    erow: np.ndarray
+    prow: np.ndarray
+    words: np.ndarray
 
     def __init__(self, n_ch: int, dtype: np.dtype, alpha: alph.Alphabet, coefs: np.ndarray,
                  trivial: bool | None = None, scratch: _State2 | None = None) -> None:
@@ -770,8 +774,9 @@ class NlLossless(Codec):
             self._dbuf = buf
         stat = np.zeros(1, np.int64)
         prefix = isinstance(st, _State3) and st.coder == CODER_PREFIX
+        pfx = st.pfx if isinstance(st, _State3) and prefix else _NO_PFX
         end = lpc.decode_frame(buf, bp, 8 * (len(blob) - pos), codes, st.hist, st.wt, st.wt32, st.fast32, st.seg, key,
-                               lo, hi, st.rice, esc, prefix, st.pfx if prefix else _NO_PFX, st.erows, st.prow, stat,
+                               lo, hi, st.rice, esc, prefix, pfx, st.erows, st.prow, stat,
                                kb, kpos)
         if end < 0:
             return codes, end
