@@ -78,7 +78,9 @@ class _ZmqCommon:
             self._data.setsockopt(zmq.LINGER, data_linger)
             self._fb = self._ctx.socket(fb_type)
             self._fb.setsockopt(zmq.RCVHWM if fb_type == zmq.PULL else zmq.SNDHWM, fb_hwm)
-            self._fb.setsockopt(zmq.LINGER, 0)
+            # the receiver's last acks (archive path) still go out when it closes right after the end of
+            # stream; at most 200 ms at shutdown when the sender is gone
+            self._fb.setsockopt(zmq.LINGER, 200 if fb_type == zmq.PUSH else 0)
             for sock, ep in ((self._data, self.data_ep), (self._fb, self.feedback_ep)):
                 self._apply_security(sock, server=bind)
                 if bind:
