@@ -53,7 +53,8 @@ def get_f32(buf: np.ndarray, pos: int, count: int, what: str, positive: bool = F
     """Read float32 words; ValueError (-> CodecError) when non-finite or, if asked, not positive."""
     words, pos = get_words(buf, pos, count, 32)
     check_pos(buf, pos)
-    vals = words.astype(np.uint32).view(np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN from the wire: rejected just below, not warned
+        vals = words.astype(np.uint32).view(np.float32).astype(np.float64)
     if not np.all(np.isfinite(vals)) or np.any(np.abs(vals) > 1e30) or (positive and np.any(vals <= 0)):
         raise ValueError(f"{what} out of range at bit {pos - 32 * count}")
     return vals, pos
