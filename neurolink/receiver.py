@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 SinkFactory = Callable[[wire.StreamHeader], list[Sink]]
 KEYFRAME_REQUEST_S = 0.02  # repeat a keyframe request for the same level at most this often
+# Capacity estimate: the median of the last CAPACITY_WINDOW packet-pair samples no older than
+# CAPACITY_MAX_AGE control intervals. One pair per interval is noisy: when the receiver (or a shaping
+# sender) handles both messages in one loop pass, the pair's gap collapses and one sample reads 10-50x
+# the link; a median over ~0.5 s drops such outliers and still follows a step within 3 intervals.
+CAPACITY_WINDOW = 5
+CAPACITY_MAX_AGE = 10
 
 
 @dataclass
@@ -85,6 +91,7 @@ class _RxStream:
         self.iv_bytes = 0
         self.kf_requested: dict[int, float] = {}  # level -> monotonic time of the last keyframe request
         self.iv_capacity: list[float] = []  # packet-pair capacity samples (bit/s) this interval
+        self.capacity_window: collections.deque[tuple[int, float]] = collections.deque(maxlen=CAPACITY_WINDOW)
         self.last_seq = -1  # seq and arrival time (perf_counter) of the last data frame: the probe's pair
         self.last_arrival = 0.0
         self.iv_ok = 0
@@ -495,12 +502,17 @@ class Receiver:
 
     @staticmethod
     def _capacity(st: _RxStream, dt: float) -> float:
-        """Feedback's ``throughput_bps``: the link capacity seen by this interval's packet pairs, never less
-        than what was delivered; without pairs (fixed-level senders do not probe) the delivered rate."""
+        """Feedback's ``throughput_bps``: the link capacity seen by the recent packet pairs (median, see
+        CAPACITY_WINDOW), never less than what was delivered; without pairs (fixed-level senders do not
+        probe) the delivered rate."""
         delivered = 8.0 * st.iv_bytes / dt
-        if not st.iv_capacity:
+        win = st.capacity_window
+        win.extend((st.interval, v) for v in st.iv_capacity)
+        while win and st.interval - win[0][0] > CAPACITY_MAX_AGE:  # the sender stopped probing
+            win.popleft()
+        if not win:
             return delivered
-        est = max(float(np.median(st.iv_capacity)), delivered)
+        est = max(float(np.median([v for _, v in win])), delivered)
         st.stats.capacity_bps = est
         return est
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 
 import numpy as np
 
@@ -51,7 +52,36 @@ def test_probe_is_paired_measured_and_never_republished():
     delivered = 8.0 * st.iv_bytes / 0.1
     assert Receiver._capacity(st, 0.1) >= delivered
     st.iv_capacity.clear()
+    st.capacity_window.clear()
     assert Receiver._capacity(st, 0.1) == delivered  # no pairs (fixed-level sender): the delivered rate
+
+
+def test_capacity_estimate_is_a_recent_median_that_drops_collapsed_pairs():
+    from neurolink.receiver import CAPACITY_MAX_AGE, _RxStream
+
+    st = _RxStream.__new__(_RxStream)  # only the estimator's fields
+    st.iv_bytes, st.interval, st.iv_capacity = 0, 0, []
+    st.capacity_window = collections.deque(maxlen=5)
+    st.stats = type("S", (), {"capacity_bps": 0.0})()
+    est = []
+    # a 1 Mbit/s link; interval 3's pair was read in one loop pass and claims 44 Mbit/s
+    for v in (1.0e6, 1.1e6, 0.9e6, 44e6, 1.0e6):
+        st.iv_capacity = [v]
+        est.append(Receiver._capacity(st, 0.1))
+        st.interval += 1
+    assert max(est[3:]) <= 1.1e6  # the outlier never reaches the controller
+    # the link steps down to 0.2 Mbit/s: followed within three intervals
+    for _ in range(3):
+        st.iv_capacity = [0.2e6]
+        e = Receiver._capacity(st, 0.1)
+        st.interval += 1
+    assert e == 0.2e6
+    # the sender stops probing (a fixed level): old pairs expire and the delivered rate is reported
+    st.iv_capacity, st.iv_bytes = [], 1000
+    for _ in range(CAPACITY_MAX_AGE + 1):
+        e = Receiver._capacity(st, 0.1)
+        st.interval += 1
+    assert e == 8.0 * 1000 / 0.1
 
 
 def test_old_parsers_reject_nothing_new_but_the_flag():
