@@ -307,8 +307,11 @@ class Receiver:
             if st.held:
                 self._flush_held(st)
             if st.expected is not None and h.seq > st.expected:  # frames lost right before the end
-                s.frames_lost += h.seq - st.expected
+                gap = h.seq - st.expected
+                s.frames_lost += gap
+                st.iv_lost += gap
                 st.expected = h.seq
+                self._conceal_tail(st, gap)
             s.ended = True
             self.ended_event.set()
             return
@@ -405,6 +408,17 @@ class Receiver:
         lat = (now - (ts[-1] - (st.applied_offset or 0.0))) * 1000.0
         s.latency_ms.add(lat)
         st.iv_delay.append(lat)
+
+    def _conceal_tail(self, st: _RxStream, frames: int) -> None:
+        """Frames lost right before the end of stream: their samples are concealed like any other gap, so
+        the output is never silently short. Their timestamps continue the republished clock at the nominal
+        rate (the end-of-stream marker carries none); irregular streams have nothing to fill."""
+        n = frames * (st.header.frame_samples or 0)
+        if n <= 0 or st.fs <= 0 or not np.isfinite(st.last_ts) or st.applied_offset is None:
+            return
+        ts = st.last_ts + np.arange(1, n + 1) / st.fs
+        fill = conceal(st.conceal_mode, n, st.header.channel_count, np.dtype(st.header.channel_format), st.last_sample, None)
+        self._deliver(st, fill, ts, concealed=True)
 
     def _emit(self, st: _RxStream, data: np.ndarray, ts_sender: np.ndarray, *, concealed: bool) -> None:
         """Map sender timestamps into this clock and deliver; hold output until the offset is settled."""

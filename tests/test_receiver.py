@@ -68,6 +68,22 @@ def test_gap_is_concealed_and_counted(mode):
     assert np.array_equal(np.delete(y, np.s_[30:50], axis=0), np.delete(x, np.s_[30:50], axis=0))
 
 
+def test_frames_lost_right_before_the_end_are_concealed_not_missing():
+    rx, sink = _setup(conceal="hold")
+    x = (np.arange(100)[:, None] * np.ones((1, 3))).astype(np.int16)
+    msgs = _frames(x, 10)
+    for m in msgs[:8]:  # frames 8 and 9 are lost; then the end-of-stream marker (seq 10) arrives
+        rx.handle(m)
+    eos = w.pack_frame(1, 10, 0.0, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM)
+    rx.handle(eos)
+    rx.handle(eos)  # repeated: nothing more is filled or counted
+    st = rx.streams[1].stats
+    assert st.frames_lost == 2 and st.samples_concealed == 20 and st.ended
+    y = sink.data()
+    assert y.shape == x.shape and np.all(y[80:] == 79)  # the output is complete, the tail held
+    assert np.allclose(sink.timestamps(), 10.0 + np.arange(100) / 1000.0)
+
+
 def test_malformed_and_tampered_messages_are_counted_not_raised():
     rx, sink = _setup()
     x = np.ones((20, 3), np.int16)
