@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 
 SinkFactory = Callable[[wire.StreamHeader], list[Sink]]
 KEYFRAME_REQUEST_S = 0.02  # repeat a keyframe request for the same level at most this often
-# Capacity estimate: the median of the last CAPACITY_WINDOW packet-pair samples no older than
-# CAPACITY_MAX_AGE control intervals. One pair per interval is noisy: when the receiver (or a shaping
-# sender) handles both messages in one loop pass, the pair's gap collapses and one sample reads 10-50x
-# the link; a median over ~0.5 s drops such outliers and still follows a step within 3 intervals.
-CAPACITY_WINDOW = 5
+# Capacity estimate: the probe bytes of the last CAPACITY_WINDOW packet pairs (no older than
+# CAPACITY_MAX_AGE control intervals) over the sum of their gaps. One pair per interval is noisy: on a
+# cellular link, which delivers in bursts (a Mahimahi trace is a list of 1500-byte delivery slots), a
+# frame and its probe often leave in one slot (gap ~0: reads 10-100x the link) and otherwise wait for
+# the next; a median of per-pair rates stays 1.3-1.5x high, pooling the gaps is unbiased (measured on the
+# demo's Verizon trace: pooled/true p10/p50/p90 0.6/1.0/2.1, median of rates 0.8/1.5/3.4).
+CAPACITY_WINDOW = 8
 CAPACITY_MAX_AGE = 10
 
 
@@ -90,8 +92,8 @@ class _RxStream:
         # per control interval
         self.iv_bytes = 0
         self.kf_requested: dict[int, float] = {}  # level -> monotonic time of the last keyframe request
-        self.iv_capacity: list[float] = []  # packet-pair capacity samples (bit/s) this interval
-        self.capacity_window: collections.deque[tuple[int, float]] = collections.deque(maxlen=CAPACITY_WINDOW)
+        self.iv_pairs: list[tuple[int, float]] = []  # packet pairs this interval: (probe bytes, gap s)
+        self.capacity_window: collections.deque[tuple[int, int, float]] = collections.deque(maxlen=CAPACITY_WINDOW)
         self.last_seq = -1  # seq and arrival time (perf_counter) of the last data frame: the probe's pair
         self.last_arrival = 0.0
         self.iv_ok = 0
@@ -248,7 +250,7 @@ class Receiver:
             st.stats.capacity_probes_unpaired += 1
             return
         gap = max(self._t_in - st.last_arrival, 1e-6)  # same loop batch: the link was not the bottleneck
-        st.iv_capacity.append(8.0 * nbytes / gap)
+        st.iv_pairs.append((nbytes, gap))
         st.stats.capacity_probes += 1
         st.last_seq = -1  # one sample per pair
 
@@ -510,23 +512,23 @@ class Receiver:
                 st.interval += 1
                 st.iv_bytes = st.iv_ok = st.iv_lost = 0
                 st.iv_delay.clear()
-                st.iv_capacity.clear()
+                st.iv_pairs.clear()
                 await self.transport.send_feedback(self._seal(wire.pack_feedback(fb)), stream_id=sid)
                 self._probe(sid)
 
     @staticmethod
     def _capacity(st: _RxStream, dt: float) -> float:
-        """Feedback's ``throughput_bps``: the link capacity seen by the recent packet pairs (median, see
+        """Feedback's ``throughput_bps``: the link capacity seen by the recent packet pairs (pooled, see
         CAPACITY_WINDOW), never less than what was delivered; without pairs (fixed-level senders do not
         probe) the delivered rate."""
         delivered = 8.0 * st.iv_bytes / dt
         win = st.capacity_window
-        win.extend((st.interval, v) for v in st.iv_capacity)
+        win.extend((st.interval, nbytes, gap) for nbytes, gap in st.iv_pairs)
         while win and st.interval - win[0][0] > CAPACITY_MAX_AGE:  # the sender stopped probing
             win.popleft()
         if not win:
             return delivered
-        est = max(float(np.median([v for _, v in win])), delivered)
+        est = max(8.0 * sum(b for _, b, _ in win) / sum(g for _, _, g in win), delivered)
         st.stats.capacity_bps = est
         return est
 

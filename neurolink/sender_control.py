@@ -5,10 +5,17 @@ simulator uses, so a policy trained in ``sim/`` sees the same numbers in the dae
 the level in use is measured (EWMA of real encoded frames); the others start from the measured codec
 model (sim/data/codec_model.json, ratios relative to level 0) and are rescaled by what level 0 really
 costs on this stream.
+
+Backlog: the simulator's backlog is the bottleneck queue (bytes waiting at the link, in ms of the
+level-0 stream). In the daemon that queue sits in the network (or in a shaped link, or the kernel's
+socket buffers), out of the sender's sight, so it is estimated as controllers on real paths do (LEDBAT,
+BBR): one-way delay above its recent minimum is queueing delay, and queueing delay times the capacity
+estimate is the bytes queued. The sender's own queue is added on top.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Any
 
@@ -30,6 +37,11 @@ class LiveControl:
         self.fidelity = fid
         self.measured = np.full(n_levels, np.nan)
         self.decisions = 0
+        # per-interval delays of the last BASE_DELAY_INTERVALS feedbacks: their minimum is the path's base delay
+        self._delays: collections.deque[float] = collections.deque(maxlen=self.BASE_DELAY_INTERVALS)
+        self.queue_ms = 0.0  # latest estimate of the bottleneck queue, in ms of the level-0 stream
+
+    BASE_DELAY_INTERVALS = 300  # ~30 s at 100 ms: long enough to see an empty queue, short enough to follow a route change
 
     @staticmethod
     def _prior(n_levels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +75,15 @@ class LiveControl:
             thr, delay, grad, loss = stream_bps, 0.0, 0.0, 0.0
         else:
             thr, delay, grad, loss = fb.throughput_bps, fb.delay_ms, fb.delay_gradient, fb.loss_fraction
+            backlog_ms += self._queue_ms(delay, thr, stream_bps)
         obs = self.builder.update(thr, delay, grad, loss, backlog_ms, level, bpl, stream_bps, self.fidelity)
         self.decisions += 1
         return int(self.controller.act(obs))
+
+    def _queue_ms(self, delay_ms: float, capacity_bps: float, stream_bps: float) -> float:
+        """Bottleneck queue in ms of the level-0 stream, from delay above its recent minimum."""
+        if not (np.isfinite(delay_ms) and delay_ms > 0 and capacity_bps > 0 and stream_bps > 0):
+            return self.queue_ms
+        self._delays.append(delay_ms)
+        self.queue_ms = max(0.0, delay_ms - min(self._delays)) * capacity_bps / stream_bps
+        return self.queue_ms

@@ -47,41 +47,44 @@ def test_probe_is_paired_measured_and_never_republished():
     st = rx.streams[1]
     assert st.stats.capacity_probes == 1 and st.stats.capacity_probes_unpaired == 1
     assert st.stats.frames_late == 0 and st.stats.frames_lost == 0  # a probe is not a duplicate or a gap
-    assert len(st.iv_capacity) == 1 and st.iv_capacity[0] > 0
+    assert len(st.iv_pairs) == 1 and st.iv_pairs[0][0] > PROBE_MIN_BYTES and st.iv_pairs[0][1] > 0
     assert np.array_equal(sink.data(), np.concatenate([x, x]))  # only the two real frames came out
     delivered = 8.0 * st.iv_bytes / 0.1
     assert Receiver._capacity(st, 0.1) >= delivered
-    st.iv_capacity.clear()
+    st.iv_pairs.clear()
     st.capacity_window.clear()
     assert Receiver._capacity(st, 0.1) == delivered  # no pairs (fixed-level sender): the delivered rate
 
 
-def test_capacity_estimate_is_a_recent_median_that_drops_collapsed_pairs():
-    from neurolink.receiver import CAPACITY_MAX_AGE, _RxStream
+def test_capacity_estimate_pools_the_recent_pairs_gaps():
+    from neurolink.receiver import CAPACITY_MAX_AGE, CAPACITY_WINDOW, _RxStream
 
     st = _RxStream.__new__(_RxStream)  # only the estimator's fields
-    st.iv_bytes, st.interval, st.iv_capacity = 0, 0, []
-    st.capacity_window = collections.deque(maxlen=5)
+    st.iv_bytes, st.interval, st.iv_pairs = 0, 0, []
+    st.capacity_window = collections.deque(maxlen=CAPACITY_WINDOW)
     st.stats = type("S", (), {"capacity_bps": 0.0})()
-    est = []
-    # a 1 Mbit/s link; interval 3's pair was read in one loop pass and claims 44 Mbit/s
-    for v in (1.0e6, 1.1e6, 0.9e6, 44e6, 1.0e6):
-        st.iv_capacity = [v]
-        est.append(Receiver._capacity(st, 0.1))
-        st.interval += 1
-    assert max(est[3:]) <= 1.1e6  # the outlier never reaches the controller
-    # the link steps down to 0.2 Mbit/s: followed within three intervals
-    for _ in range(3):
-        st.iv_capacity = [0.2e6]
+
+    def interval(pairs, delivered_bytes=0):
+        st.iv_pairs, st.iv_bytes = list(pairs), delivered_bytes
         e = Receiver._capacity(st, 0.1)
         st.interval += 1
-    assert e == 0.2e6
+        return e
+
+    # a bursty 1 Mbit/s link (1500-byte slots every 12 ms): a 1000-byte probe leaves in its frame's slot
+    # (gap ~0, one pair alone reads 8000 Mbit/s) a third of the time, else waits for the next slot (12 ms)
+    slots = [(1000, 1e-6), (1000, 0.012), (1000, 0.012)]
+    est = [interval([p]) for p in slots * 5]
+    assert all(0.6e6 <= e <= 1.1e6 for e in est[CAPACITY_WINDOW:])  # one collapsed pair never reads 1000x
+    # the link steps down to 0.2 Mbit/s: followed once the window has turned over
+    est = [interval([(1000, 0.04)]) for _ in range(CAPACITY_WINDOW)]
+    assert abs(est[-1] - 0.2e6) < 1.0
+    # never below what was delivered in the interval (a backlogged link delivers its capacity)
+    assert interval([(1000, 0.04)], delivered_bytes=5000) == 8.0 * 5000 / 0.1
     # the sender stops probing (a fixed level): old pairs expire and the delivered rate is reported
-    st.iv_capacity, st.iv_bytes = [], 1000
     for _ in range(CAPACITY_MAX_AGE + 1):
-        e = Receiver._capacity(st, 0.1)
-        st.interval += 1
+        e = interval([], delivered_bytes=1000)
     assert e == 8.0 * 1000 / 0.1
+
 
 
 def test_old_parsers_reject_nothing_new_but_the_flag():
