@@ -21,6 +21,44 @@ from neurolink.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+SPOOL_PREFIX = "nl-spool-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
+
+
+def sweep_stale_spools(root: str | Path | None = None) -> int:
+    """Remove temporary spools (``nl-spool-<pid>-*``) left by senders that were killed (their process is
+    gone; the spool is not re-read after a restart), so a daemon restarted by kill -9 now and then does not
+    fill the disk with up to ``spool_mb`` per restart. Returns the number removed; logged once each."""
+    root = Path(root if root is not None else tempfile.gettempdir())
+    removed = 0
+    try:
+        entries = list(root.glob(f"{SPOOL_PREFIX}*-*"))
+    except OSError:
+        return 0
+    for d in entries:
+        pid_txt = d.name[len(SPOOL_PREFIX):].split("-", 1)[0]
+        if not pid_txt.isdigit() or int(pid_txt) == os.getpid() or _alive(int(pid_txt)) or not d.is_dir():
+            continue
+        try:
+            size = sum(f.stat().st_size for f in d.iterdir())
+            shutil.rmtree(d)
+        except OSError as exc:
+            log.warning("stale spool %s (sender pid %s is gone) not removed: %s", d, pid_txt, exc)
+            continue
+        removed += 1
+        log.info("removed stale spool %s of a sender that is gone (pid %s, %.1f MB unacknowledged)", d, pid_txt, size / 1e6)
+    return removed
+
+
 @dataclass
 class _Segment:
     path: Path
@@ -51,7 +89,10 @@ class Spool:
         if capacity_bytes < 2 * segment_bytes:
             raise ConfigError("reliable.spool_mb", f"capacity {capacity_bytes} bytes must hold at least two segments of {segment_bytes}")
         self._own_dir = directory is None
-        self.dir = Path(tempfile.mkdtemp(prefix="nl-spool-")) if directory is None else Path(directory)
+        if directory is None:
+            sweep_stale_spools()
+        # the pid in the name lets a later sender tell a killed sender's leftovers from a live one's
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")) if directory is None else Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity_bytes
         self.segment_bytes = segment_bytes

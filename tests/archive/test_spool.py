@@ -52,3 +52,29 @@ def test_bad_config_and_order(tmp_path):
     with pytest.raises(ValueError, match="backwards"):
         sp.append(3, b"y")
     sp.close()
+
+
+def test_spools_of_killed_senders_are_swept_live_ones_kept(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from neurolink.reliable.spool import SPOOL_PREFIX, sweep_stale_spools
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # that process has exited
+    dead = tmp_path / f"{SPOOL_PREFIX}{dead_pid}-abc"
+    dead.mkdir()
+    (dead / "seg-00000001-0.spool").write_bytes(b"x" * 1000)
+    live = tmp_path / f"{SPOOL_PREFIX}{os.getppid()}-def"  # our parent is alive
+    live.mkdir()
+    old_style = tmp_path / f"{SPOOL_PREFIX}q7x2"  # no pid in the name: not ours to judge
+    old_style.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    sp = Spool(segment_bytes=4096, capacity_bytes=8192)  # a temporary spool sweeps before it starts
+    assert not dead.exists() and live.exists() and old_style.exists()
+    assert sp.dir.name.startswith(f"{SPOOL_PREFIX}{os.getpid()}-") and sp.dir.parent == tmp_path
+    assert sweep_stale_spools(tmp_path) == 0  # its own spool is kept
+    sp.close()
+    assert not sp.dir.exists()
