@@ -234,6 +234,7 @@ class Sender:
                     self.reliable.attach(st.id, lambda m, st=st: self._send_now(st, m, "data"))
                 await self._send(st, st.header_msg, kind="header")
             self.started.set()
+            drained = False
             try:
                 async with asyncio.TaskGroup() as tg:
                     aux = [tg.create_task(self._pump(st), name=f"pump:{st.id}") for st in self.streams.values()]
@@ -256,7 +257,7 @@ class Sender:
                     await asyncio.gather(*(self._encode_send(st) for st in self.streams.values()))
                     if self.reliable is not None:
                         await self._flush_all()
-                        await self.reliable.drain()
+                        drained = await self.reliable.drain()
                         for t in keep:
                             t.cancel()
             finally:
@@ -265,6 +266,9 @@ class Sender:
                     await self._drain_shaped()
                 for st in self.streams.values():
                     await st.spec.source.close()
+                if self.reliable is not None:
+                    # a temporary spool is removed; a configured spool_dir keeps what was never acknowledged
+                    self.reliable.close(keep=bool(self.reliable.spool_dir) and not drained)
 
     # -- tasks -------------------------------------------------------------------------------------
     async def _pump(self, st: _Stream) -> None:

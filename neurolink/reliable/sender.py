@@ -135,6 +135,8 @@ class ReliableSender:
         msg = wire.pack_frame(tx.stream_id, seq, frames[0].timestamp, n, c, data.dtype.name, 0, payload, wire.FLAG_KEYFRAME)
         tx.spool.append(seq, msg)
         tx.stats.blocks_spooled += 1
+        if seq == tx.acked:  # nothing older is waiting: ack silence counts from this block's first send
+            tx.last_probe = time.monotonic()
         await tx.send(wack.pack_archive_frame(msg, tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
 
     def on_feedback(self, msg: bytes) -> None:

@@ -9,6 +9,7 @@ and records a gap): never silent.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -22,40 +23,49 @@ log = logging.getLogger(__name__)
 
 
 SPOOL_PREFIX = "nl-spool-"
+LOCK_NAME = ".owner.lock"
 
 
-def _alive(pid: int) -> bool:
+def _take_lock(path: Path) -> int | None:
+    """Open and exclusively flock ``path`` without blocking; the fd (lock held) or None if another holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to judge
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def sweep_stale_spools(root: str | Path | None = None) -> int:
-    """Remove temporary spools (``nl-spool-<pid>-*``) left by senders that were killed (their process is
-    gone; the spool is not re-read after a restart), so a daemon restarted by kill -9 now and then does not
-    fill the disk with up to ``spool_mb`` per restart. Returns the number removed; logged once each."""
-    root = Path(root if root is not None else tempfile.gettempdir())
+    """Remove temporary spools left by senders that are gone, so a daemon killed now and then does not
+    fill the disk with up to ``spool_mb`` per run (a spool is not re-read after a restart).
+
+    A live spool holds an exclusive flock on its lock file for the sender's lifetime; the kernel drops it
+    when the process dies however it dies, so a spool whose lock can be taken is stale. This holds across
+    pid namespaces and pid reuse (a pid check does not). Folders without a lock file (another version, or
+    one being created) are left alone. Never raises: a sweep must not stop a sender from starting."""
     removed = 0
     try:
-        entries = list(root.glob(f"{SPOOL_PREFIX}*-*"))
-    except OSError:
-        return 0
-    for d in entries:
-        pid_txt = d.name[len(SPOOL_PREFIX):].split("-", 1)[0]
-        if not pid_txt.isdigit() or int(pid_txt) == os.getpid() or _alive(int(pid_txt)) or not d.is_dir():
-            continue
-        try:
-            size = sum(f.stat().st_size for f in d.iterdir())
-            shutil.rmtree(d)
-        except OSError as exc:
-            log.warning("stale spool %s (sender pid %s is gone) not removed: %s", d, pid_txt, exc)
-            continue
-        removed += 1
-        log.info("removed stale spool %s of a sender that is gone (pid %s, %.1f MB unacknowledged)", d, pid_txt, size / 1e6)
+        root = Path(root if root is not None else tempfile.gettempdir())
+        for d in root.glob(f"{SPOOL_PREFIX}*"):
+            try:
+                if d.is_symlink() or not d.is_dir() or not (d / LOCK_NAME).is_file():
+                    continue
+                fd = _take_lock(d / LOCK_NAME)
+                if fd is None:  # its sender is alive
+                    continue
+                try:
+                    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+                    shutil.rmtree(d)
+                finally:
+                    os.close(fd)
+                removed += 1
+                log.info("removed stale spool %s of a sender that is gone (%.1f MB unacknowledged)", d, size / 1e6)
+            except OSError as exc:
+                log.warning("stale spool %s not removed: %s", d, exc)
+    except Exception as exc:  # noqa: BLE001 - a sweep must never stop a sender from starting
+        log.warning("stale spool sweep skipped: %s", exc)
     return removed
 
 
@@ -89,10 +99,13 @@ class Spool:
         if capacity_bytes < 2 * segment_bytes:
             raise ConfigError("reliable.spool_mb", f"capacity {capacity_bytes} bytes must hold at least two segments of {segment_bytes}")
         self._own_dir = directory is None
+        self._lock_fd: int | None = None
         if directory is None:
             sweep_stale_spools()
-        # the pid in the name lets a later sender tell a killed sender's leftovers from a live one's
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")) if directory is None else Path(directory)
+            self.dir = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-"))
+            self._lock_fd = _take_lock(self.dir / LOCK_NAME)  # held while this spool lives (see sweep_stale_spools)
+        else:
+            self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity_bytes
         self.segment_bytes = segment_bytes
@@ -160,6 +173,9 @@ class Spool:
         self._segs.clear()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- internals ---------------------------------------------------------------------------------
     def _new_segment(self, seq: int) -> _Segment:

@@ -193,3 +193,19 @@ def test_header_requests_are_rate_limited(monkeypatch):
     rel.on_message(other, tx_msgs[0])  # a stream this receiver filters out: never asked for
     assert asked == [SID, SID]
     sender.close()
+
+
+def test_no_probe_when_the_stream_starts_long_after_attach(tmp_path, monkeypatch):
+    """Ack silence counts from the oldest unacked block's first send, not from attach(): a source that
+    opens late must not have its first block resent right after it went out."""
+    net = Net(tmp_path, monkeypatch)
+    net.clock.t += 5.0  # the source took 5 s to appear
+    x = _data(10, seed=3)
+
+    async def go() -> None:
+        await net.frames(x, 0, 10, rounds=False)  # one block sent now
+        net.clock.t += 0.01
+        await net.tx.step(0.01)
+
+    asyncio.run(go())
+    assert net.tx.summary()[SID]["probes"] == 0

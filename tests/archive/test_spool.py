@@ -54,7 +54,7 @@ def test_bad_config_and_order(tmp_path):
     sp.close()
 
 
-def test_spools_of_killed_senders_are_swept_live_ones_kept(tmp_path, monkeypatch):
+def test_spools_of_dead_senders_are_swept_live_ones_kept(tmp_path, monkeypatch):
     import os
     import subprocess
     import sys
@@ -62,19 +62,24 @@ def test_spools_of_killed_senders_are_swept_live_ones_kept(tmp_path, monkeypatch
 
     from neurolink.reliable.spool import SPOOL_PREFIX, sweep_stale_spools
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)  # that process has exited
-    dead = tmp_path / f"{SPOOL_PREFIX}{dead_pid}-abc"
-    dead.mkdir()
-    (dead / "seg-00000001-0.spool").write_bytes(b"x" * 1000)
-    live = tmp_path / f"{SPOOL_PREFIX}{os.getppid()}-def"  # our parent is alive
-    live.mkdir()
-    old_style = tmp_path / f"{SPOOL_PREFIX}q7x2"  # no pid in the name: not ours to judge
-    old_style.mkdir()
+    # a sender that dies without closing its spool (os._exit: no cleanup, like kill -9)
+    code = ("import os, tempfile; tempfile.tempdir = os.environ['D']\n"
+            "from neurolink.reliable.spool import Spool\n"
+            "s = Spool(segment_bytes=4096, capacity_bytes=8192); s.append(0, b'x' * 1000)\n"
+            "print(s.dir, flush=True); os._exit(0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "D": str(tmp_path)})
+    dead = tmp_path / out.stdout.strip().rsplit("/", 1)[-1]
+    assert dead.is_dir() and any(dead.glob("seg-*"))
+    no_lock = tmp_path / f"{SPOOL_PREFIX}99999999999999999999-x"  # odd names, no lock file: left alone
+    no_lock.mkdir()
+    (tmp_path / f"{SPOOL_PREFIX}\u00b2-x").mkdir()
+    (tmp_path / f"{SPOOL_PREFIX}link").symlink_to(no_lock)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    sp = Spool(segment_bytes=4096, capacity_bytes=8192)  # a temporary spool sweeps before it starts
-    assert not dead.exists() and live.exists() and old_style.exists()
-    assert sp.dir.name.startswith(f"{SPOOL_PREFIX}{os.getpid()}-") and sp.dir.parent == tmp_path
-    assert sweep_stale_spools(tmp_path) == 0  # its own spool is kept
-    sp.close()
-    assert not sp.dir.exists()
+    live = Spool(segment_bytes=4096, capacity_bytes=8192)  # a temporary spool sweeps before it starts
+    assert not dead.exists() and no_lock.exists() and (tmp_path / f"{SPOOL_PREFIX}link").is_symlink()
+    assert live.dir.parent == tmp_path
+    other = Spool(segment_bytes=4096, capacity_bytes=8192)  # a second sender starting: the live one is kept
+    assert live.dir.exists() and sweep_stale_spools(tmp_path) == 0
+    other.close()
+    live.close()
+    assert not live.dir.exists() and not other.dir.exists()
