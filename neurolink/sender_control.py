@@ -40,7 +40,9 @@ class LiveControl:
         # per-interval delays of the last BASE_DELAY_INTERVALS feedbacks: their minimum is the path's base delay
         self._delays: collections.deque[float] = collections.deque(maxlen=self.BASE_DELAY_INTERVALS)
         self.queue_ms = 0.0  # latest estimate of the bottleneck queue, in ms of the level-0 stream
+        self._last_interval: int | None = None
 
+    MAX_QUEUE_MS = 60_000.0  # a forged or broken feedback cannot make it infinite
     BASE_DELAY_INTERVALS = 300  # ~30 s at 100 ms: long enough to see an empty queue, short enough to follow a route change
 
     @staticmethod
@@ -75,15 +77,25 @@ class LiveControl:
             thr, delay, grad, loss = stream_bps, 0.0, 0.0, 0.0
         else:
             thr, delay, grad, loss = fb.throughput_bps, fb.delay_ms, fb.delay_gradient, fb.loss_fraction
-            backlog_ms += self._queue_ms(delay, thr, stream_bps)
+            backlog_ms += self._queue_ms(fb, delay, thr, stream_bps, backlog_ms)
         obs = self.builder.update(thr, delay, grad, loss, backlog_ms, level, bpl, stream_bps, self.fidelity)
         self.decisions += 1
         return int(self.controller.act(obs))
 
-    def _queue_ms(self, delay_ms: float, capacity_bps: float, stream_bps: float) -> float:
-        """Bottleneck queue in ms of the level-0 stream, from delay above its recent minimum."""
-        if not (np.isfinite(delay_ms) and delay_ms > 0 and capacity_bps > 0 and stream_bps > 0):
+    def _queue_ms(self, fb: Any, delay_ms: float, capacity_bps: float, stream_bps: float, local_ms: float) -> float:
+        """Bottleneck queue in ms of the level-0 stream, from delay above its recent minimum.
+
+        Only a new feedback (a new ``interval``) updates it: a lost feedback leaves the sender reusing the
+        last one, which must not fill the minimum window. The delay is measured from acquisition, so the
+        sender's own queue (``local_ms``, counted separately) is taken off it. The capacity factor is capped
+        at 4x the stream: a packet-pair overestimate must not turn delay jitter into a large backlog."""
+        interval = getattr(fb, "interval", None)
+        if interval is not None and interval == self._last_interval:
+            return self.queue_ms
+        self._last_interval = interval
+        if not (np.isfinite(delay_ms) and delay_ms > 0 and np.isfinite(capacity_bps) and capacity_bps > 0 and stream_bps > 0):
             return self.queue_ms
         self._delays.append(delay_ms)
-        self.queue_ms = max(0.0, delay_ms - min(self._delays)) * capacity_bps / stream_bps
+        rise = max(0.0, delay_ms - min(self._delays) - max(local_ms, 0.0))
+        self.queue_ms = min(rise * min(capacity_bps / stream_bps, 4.0), self.MAX_QUEUE_MS)
         return self.queue_ms
