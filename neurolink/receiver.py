@@ -308,12 +308,14 @@ class Receiver:
         if h.flags & wire.FLAG_END_OF_STREAM:
             if st.held:
                 self._flush_held(st)
+            if st.applied_offset is None:  # ended before the clock settled: what is held goes out now
+                self._settle(st)
             if st.expected is not None and h.seq > st.expected:  # frames lost right before the end
                 gap = h.seq - st.expected
                 s.frames_lost += gap
                 st.iv_lost += gap
                 st.expected = h.seq
-                self._conceal_tail(st, gap)
+                self._conceal_tail(st, gap, h.timestamp)
             s.ended = True
             self.ended_event.set()
             return
@@ -411,16 +413,29 @@ class Receiver:
         s.latency_ms.add(lat)
         st.iv_delay.append(lat)
 
-    def _conceal_tail(self, st: _RxStream, frames: int) -> None:
+    def _conceal_tail(self, st: _RxStream, frames: int, end_ts: float) -> None:
         """Frames lost right before the end of stream: their samples are concealed like any other gap, so
         the output is never silently short. Their timestamps continue the republished clock at the nominal
-        rate (the end-of-stream marker carries none); irregular streams have nothing to fill."""
+        rate. The end-of-stream marker's timestamp (sender clock, one past the last sample; 0 from older
+        senders) bounds the count, so a lost partial last frame is not filled as a whole one; irregular
+        streams have nothing to fill."""
         n = frames * (st.header.frame_samples or 0)
         if n <= 0 or st.fs <= 0 or not np.isfinite(st.last_ts) or st.applied_offset is None:
             return
+        if end_ts > 0 and np.isfinite(end_ts):
+            n = int(min(n, max(0, round((end_ts - st.applied_offset - st.last_ts) * st.fs) - 1)))
+            if n == 0:
+                return
         ts = st.last_ts + np.arange(1, n + 1) / st.fs
         fill = conceal(st.conceal_mode, n, st.header.channel_count, np.dtype(st.header.channel_format), st.last_sample, None)
         self._deliver(st, fill, ts, concealed=True)
+
+    def _settle(self, st: _RxStream) -> None:
+        """Fix the clock offset now (settled, timed out, or the stream ended) and deliver the held output."""
+        st.applied_offset = st.clock.offset
+        pending, st.pending = st.pending, []
+        for d, t, c in pending:
+            self._deliver(st, d, t - st.applied_offset, concealed=c)
 
     def _emit(self, st: _RxStream, data: np.ndarray, ts_sender: np.ndarray, *, concealed: bool) -> None:
         """Map sender timestamps into this clock and deliver; hold output until the offset is settled."""
@@ -430,10 +445,7 @@ class Receiver:
             if not st.clock.settled and time.monotonic() - st.created < self.clock_settle_s:
                 st.pending.append((data, ts_sender, concealed))
                 return
-            st.applied_offset = st.clock.offset
-            pending, st.pending = st.pending, []
-            for d, t, c in pending:
-                self._deliver(st, d, t - st.applied_offset, concealed=c)
+            self._settle(st)
         elif not st.same_host and st.clock.known:
             # slew towards the best estimate: never a step in the republished clock
             step = st.clock.offset - st.applied_offset
@@ -523,7 +535,10 @@ class Receiver:
         probe) the delivered rate."""
         delivered = 8.0 * st.iv_bytes / dt
         win = st.capacity_window
-        win.extend((st.interval, nbytes, gap) for nbytes, gap in st.iv_pairs)
+        # a pair's gap can be no longer than its probe takes at the delivered rate (capacity >= delivered): a
+        # stall of the receiver between the two must not drag the window's estimate down for 8 intervals
+        win.extend((st.interval, nbytes, min(gap, 8.0 * nbytes / delivered) if delivered > 0 else gap)
+                   for nbytes, gap in st.iv_pairs)
         while win and st.interval - win[0][0] > CAPACITY_MAX_AGE:  # the sender stopped probing
             win.popleft()
         if not win:

@@ -117,6 +117,8 @@ class _Stream:
         self.unsent: tuple[bytes, bool] | None = None  # encoded, send interrupted by shutdown
         self.probe_due = False  # send a copy of the next frame right behind it (see probe_msg)
         self.last_frame: tuple[int, float, int, int, int, bytes, int] | None = None
+        self.fs = meta.nominal_srate if regular else 0.0
+        self.end_ts = 0.0  # one past the last framed sample (sender clock): sent in the end-of-stream marker
 
     def set_level(self, level: int) -> None:
         level = int(min(max(level, 0), len(self.codecs) - 1))
@@ -281,6 +283,8 @@ class Sender:
         async for chunk in st.spec.source.chunks():
             st.stats.samples_in += chunk.data.shape[0]
             for f in st.framer.push(chunk.data, chunk.timestamps):
+                if st.fs > 0:
+                    st.end_ts = f.timestamp + f.data.shape[0] / st.fs
                 if self.reliable is not None:  # archive copy first: immune to live-queue drops
                     await self.reliable.on_frame(st.id, f)
                 if st.queue.put_nowait(f) is not None:
@@ -325,11 +329,14 @@ class Sender:
             f = st.framer.flush()
             try:
                 if f is not None:
+                    if st.fs > 0:
+                        st.end_ts = f.timestamp + f.data.shape[0] / st.fs
                     if self.reliable is not None:
                         await self.reliable.on_frame(st.id, f)
                     await self._send(st, st.encode(f))
                     st.stats.frames_sent += 1
-                eos = wire.pack_frame(st.id, st.framer.seq, 0.0, 0, st.meta.channel_count, st.meta.channel_format,
+                # its timestamp: where the stream ends, so a receiver that lost the last frames fills exactly them
+                eos = wire.pack_frame(st.id, st.framer.seq, st.end_ts, 0, st.meta.channel_count, st.meta.channel_format,
                                       st.level, b"", wire.FLAG_END_OF_STREAM)
                 await self._send(st, eos)
                 if self.reliable is not None:

@@ -78,6 +78,10 @@ def test_capacity_estimate_pools_the_recent_pairs_gaps():
     # the link steps down to 0.2 Mbit/s: followed once the window has turned over
     est = [interval([(1000, 0.04)]) for _ in range(CAPACITY_WINDOW)]
     assert abs(est[-1] - 0.2e6) < 1.0
+    # a receiver stall of 0.5 s between a frame and its probe: that gap is capped at the probe's time at the
+    # delivered rate, so the window does not read a tenth of the link for the next 8 intervals
+    est = interval([(1000, 0.5)], delivered_bytes=2000)  # 0.16 Mbit/s delivered in this interval
+    assert est >= 0.17e6
     # never below what was delivered in the interval (a backlogged link delivers its capacity)
     assert interval([(1000, 0.04)], delivered_bytes=5000) == 8.0 * 5000 / 0.1
     # the sender stops probing (a fixed level): old pairs expire and the delivered rate is reported

@@ -160,3 +160,30 @@ def test_payload_that_passes_crc_but_does_not_decode_is_concealed_and_counted():
     assert np.all(y[20:30] == 0)
     assert np.array_equal(np.delete(y, np.s_[20:30], axis=0), np.delete(x, np.s_[20:30], axis=0))
     assert np.allclose(np.diff(sink.timestamps()), 1e-3)
+
+
+def test_a_lost_partial_last_frame_is_filled_to_the_end_timestamp_only():
+    rx, sink = _setup(conceal="zeros")
+    x = (np.arange(95)[:, None] * np.ones((1, 3)) + 1).astype(np.int16)  # 9 frames of 10 and one of 5
+    msgs = _frames(x, 10)
+    for m in msgs[:9]:  # the partial last frame (5 samples) is lost
+        rx.handle(m)
+    end_ts = 10.0 + 95 / 1000.0  # one past the last sample, sender clock (same host: offset 0)
+    rx.handle(w.pack_frame(1, 10, end_ts, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM))
+    y = sink.data()
+    assert y.shape == x.shape and np.all(y[90:] == 0) and rx.streams[1].stats.samples_concealed == 5
+    assert np.allclose(sink.timestamps(), 10.0 + np.arange(95) / 1000.0)
+
+
+def test_output_held_for_the_clock_is_delivered_when_the_stream_ends_early():
+    sink = MemorySink()
+    rx = Receiver(_NullTransport(), lambda h: [sink], conceal="hold", clock_settle_s=60.0)
+    ladder = [{"id": "delta-zstd"}]
+    h = w.StreamHeader(1, "s", "EEG", "sid", 1000.0, 3, "int16", "", ladder[0], ladder, 10, "another-host")
+    rx.handle(w.pack_stream_header(h))
+    x = (np.arange(100)[:, None] * np.ones((1, 3))).astype(np.int16)
+    for m in _frames(x, 10)[:8]:
+        rx.handle(m)
+    assert sink.data().shape[0] == 0  # a cross-host stream waits for its clock offset
+    rx.handle(w.pack_frame(1, 10, 10.1, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM))
+    assert sink.data().shape == x.shape and rx.streams[1].stats.samples_concealed == 20

@@ -308,7 +308,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if not (r.get("encrypted") and r.get("samples_measured", 0) > 0):
             continue
         p = plain.get((r["channels"], r.get("repeat")))
-        if p is not None:
+        if p is not None and p["added_latency_ms"]["p99"] > 0:
             out["encryption_p99_overhead"].setdefault(str(r["channels"]), []).append(
                 r["added_latency_ms"]["p99"] / p["added_latency_ms"]["p99"] - 1.0)
     for ch, ratios in list(out["encryption_p99_overhead"].items()):
