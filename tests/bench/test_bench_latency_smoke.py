@@ -28,11 +28,17 @@ def test_bench_latency_quick(tmp_path, capsys):
         assert r["samples_republished"] == r["samples_pushed"] and r["values_match_ch0"]
         assert 0 < r["sender_cpu"] < 2 and 0 < r["receiver_cpu"] < 2
     assert "p99.9 ms" in capsys.readouterr().out
+    (cost,) = res["encryption_cost"]  # the AEAD steps timed on their own, on the same payloads
+    assert cost["channels"] == 16 and cost["sealed_us"]["p50"] > 0 and cost["plain_us"]["p50"] > 0
+    assert cost["added_us"]["p50"] == cost["sealed_us"]["p50"] - cost["plain_us"]["p50"]
+    for r in res["runs"]:
+        assert r["added_latency_p99_typical_1s_ms"] > 0
 
 
 def _run(transport: str, ch: int, enc: bool, rep: int, p99: float) -> dict:
     return {"transport": transport, "channels": ch, "encrypted": enc, "repeat": rep, "samples_measured": 10,
-            "frames_lost": 0, "added_latency_ms": {"p50": p99 / 2, "p99": p99, "p999": p99 * 2}}
+            "frames_lost": 0, "added_latency_ms": {"p50": p99 / 2, "p99": p99, "p999": p99 * 2},
+            "added_latency_p99_typical_1s_ms": p99 / 2}
 
 
 def test_summary_pairs_encrypted_with_plain_runs_of_the_same_repeat():
@@ -46,6 +52,7 @@ def test_summary_pairs_encrypted_with_plain_runs_of_the_same_repeat():
     s = summarise(runs)
     o = s["encryption_p99_overhead"]["1024"]
     assert len(o["pairs"]) == 3 and abs(o["median"] - 0.10) < 1e-9
+    assert abs(s["encryption_p99_typical_1s_overhead"]["1024"]["median"] - 0.10) < 1e-9
     # the medians of the groups alone would say +10 % too here, but not when drift and order differ:
     assert s["median"]["zmq/1024"]["p99"] == 2.0 and s["median"]["zmq+aead/1024"]["p99"] == 2.2
     assert s["median"]["mqtt/1024"]["runs"] == 1 and "mqtt" not in "".join(s["encryption_p99_overhead"])
