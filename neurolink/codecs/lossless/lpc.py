@@ -601,18 +601,23 @@ def init_rice(rice, kinit) -> None:
         rice[2, c] = kinit[c]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_varint(out, pos, v):
+    """One zigzag LEB128 value (|v| < 2**62) at ``pos``; returns the new pos."""
+    u = (v << 1) ^ (v >> 63)
+    while u >= 0x80:
+        out[pos] = (u & 0x7F) | 0x80
+        pos += 1
+        u >>= 7
+    out[pos] = u
+    return pos + 1
+
+
 @njit(cache=True, nogil=True)
 def put_varints(vals, out, pos) -> int:
     """Zigzag LEB128 of an int64 array (|v| < 2**62) into ``out`` from ``pos``; returns the new pos."""
     for i in range(vals.size):
-        v = vals[i]
-        u = (v << 1) ^ (v >> 63)
-        while u >= 0x80:
-            out[pos] = (u & 0x7F) | 0x80
-            pos += 1
-            u >>= 7
-        out[pos] = u
-        pos += 1
+        pos = _put_varint(out, pos, vals[i])
     return pos
 
 
@@ -689,14 +694,7 @@ def pack_weights(pending, c0, c1, drop, q, wt, wt32, bmax, tab, tpos) -> int:
             wt[0, i, c] = v
             wt32[0, i, c] = np.int32(v)
             b += abs(v) * XMAX16 if i < N_W else abs(v)
-            w = v >> drop
-            u = (w << 1) ^ (w >> 63)
-            while u >= 0x80:
-                tab[tpos] = (u & 0x7F) | 0x80
-                tpos += 1
-                u >>= 7
-            tab[tpos] = u
-            tpos += 1
+            tpos = _put_varint(tab, tpos, v >> drop)
         bmax[0] = max(bmax[0], b)
     return tpos
 
