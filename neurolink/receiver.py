@@ -39,6 +39,11 @@ KEYFRAME_REQUEST_S = 0.02  # repeat a keyframe request for the same level at mos
 # demo's Verizon trace: pooled/true p10/p50/p90 0.6/1.0/2.1, median of rates 0.8/1.5/3.4).
 CAPACITY_WINDOW = 8
 CAPACITY_MAX_AGE = 10
+# Gaps longer than this are not filled: the republished stream jumps in time instead (LSL consumers see the
+# jump in the timestamps), counted in ``gaps_unfilled``. Filling a 10-minute outage of 1024 ch at 30 kHz
+# would be one 37 GB allocation; concealment is for short losses, where holding a value or interpolating
+# is a fair stand-in for the signal.
+MAX_CONCEAL_S = 2.0
 
 
 @dataclass
@@ -49,6 +54,7 @@ class RxStats:
     frames_late: int = 0  # duplicates or behind the playout point
     samples_out: int = 0
     samples_concealed: int = 0
+    gaps_unfilled: int = 0  # gaps longer than MAX_CONCEAL_S: left as a jump in the timestamps
     bytes_in: int = 0
     raw_bytes: int = 0
     timestamp_clamps: int = 0
@@ -394,7 +400,7 @@ class Receiver:
         missing = gap * (st.header.frame_samples or h.n_samples) if fs > 0 else 0
         if data is None and fs > 0:
             missing += h.n_samples
-        if missing > 0 and fs > 0:
+        if missing > 0 and fs > 0 and self._fillable(st, missing):
             # lost samples end right before this frame's first sample (or include it when undecodable)
             end_t = t0 + (h.n_samples / fs if data is None else 0.0)
             ts = end_t - np.arange(missing, 0, -1) / fs
@@ -424,11 +430,22 @@ class Receiver:
             return
         if end_ts > 0 and np.isfinite(end_ts):
             n = int(min(n, max(0, round((end_ts - st.applied_offset - st.last_ts) * st.fs) - 1)))
-            if n == 0:
-                return
+        if n == 0 or not self._fillable(st, n):
+            return
         ts = st.last_ts + np.arange(1, n + 1) / st.fs
         fill = conceal(st.conceal_mode, n, st.header.channel_count, np.dtype(st.header.channel_format), st.last_sample, None)
         self._deliver(st, fill, ts, concealed=True)
+
+    @staticmethod
+    def _fillable(st: _RxStream, n: int) -> bool:
+        """Whether a gap of ``n`` samples is short enough to conceal (see MAX_CONCEAL_S)."""
+        if n <= st.fs * MAX_CONCEAL_S:
+            return True
+        st.stats.gaps_unfilled += 1
+        if st.stats.gaps_unfilled in (1, 10, 100) or st.stats.gaps_unfilled % 1000 == 0:
+            log.warning("stream %d: a gap of %.1f s is longer than %.0f s: not filled, the output jumps in time "
+                        "(%d such gaps so far)", st.header.stream_id, n / st.fs, MAX_CONCEAL_S, st.stats.gaps_unfilled)
+        return False
 
     def _settle(self, st: _RxStream) -> None:
         """Fix the clock offset now (settled, timed out, or the stream ended) and deliver the held output."""
@@ -560,7 +577,8 @@ class Receiver:
             out[sid] = {
                 "name": st.header.name, "frames_ok": s.frames_ok, "frames_lost": s.frames_lost,
                 "frames_undecodable": s.frames_undecodable, "frames_late": s.frames_late,
-                "samples_out": s.samples_out, "samples_concealed": s.samples_concealed, "ratio": s.ratio,
+                "samples_out": s.samples_out, "samples_concealed": s.samples_concealed,
+                "gaps_unfilled": s.gaps_unfilled, "ratio": s.ratio,
                 "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
                 "level": s.level, "ended": s.ended, "keyframe_requests": s.keyframe_requests,

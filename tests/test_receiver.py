@@ -187,3 +187,23 @@ def test_output_held_for_the_clock_is_delivered_when_the_stream_ends_early():
     assert sink.data().shape[0] == 0  # a cross-host stream waits for its clock offset
     rx.handle(w.pack_frame(1, 10, 10.1, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM))
     assert sink.data().shape == x.shape and rx.streams[1].stats.samples_concealed == 20
+
+
+def test_gaps_longer_than_the_conceal_limit_jump_in_time_instead_of_being_filled():
+    from neurolink.receiver import MAX_CONCEAL_S
+
+    rx, sink = _setup(conceal="hold")  # 1 kHz, 10-sample frames
+    x = (np.arange(100)[:, None] * np.ones((1, 3))).astype(np.int16)
+    msgs = _frames(x, 10)
+    for m in msgs[:5]:
+        rx.handle(m)
+    jump = int(MAX_CONCEAL_S * 1000 / 10) + 50  # frames: a gap longer than the limit
+    codec = get_codec({"id": "delta-zstd"})
+    rx.handle(w.pack_frame(1, 5 + jump, 10.05 + jump / 100, 10, 3, "int16", 0, codec.encode(x[50:60]), w.FLAG_KEYFRAME))
+    st = rx.streams[1].stats
+    assert st.frames_lost == jump and st.gaps_unfilled == 1 and st.samples_concealed == 0
+    assert sink.data().shape == (60, 3)  # nothing filled: the output jumps in time
+    assert sink.timestamps()[50] - sink.timestamps()[49] > MAX_CONCEAL_S
+    # the same at the end of stream: a huge final gap is counted, not allocated
+    rx.handle(w.pack_frame(1, 6 + 2 * jump, 0.0, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM))
+    assert st.gaps_unfilled == 2 and st.samples_concealed == 0 and st.ended

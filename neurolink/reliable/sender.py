@@ -209,7 +209,12 @@ class ReliableSender:
                 tx.last_retx[seq] = (time.monotonic(), tx.last_retx.get(seq, (0.0, 0))[1] + 1)
                 tx.stats.retransmits += 1
                 tx.tokens -= 1.0
-                await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+                await self._resend(tx, msg)
+
+    @staticmethod
+    async def _resend(tx: _Tx, msg: bytes) -> None:
+        """A spooled block again, marked as a retransmission, with the spool's current range."""
+        await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
 
     async def _probe(self, tx: _Tx, now: float) -> None:
         seq = max(tx.acked, tx.spool.oldest_seq or 0)
@@ -220,7 +225,7 @@ class ReliableSender:
         if tx.stats.probes in (1, 10, 100) or tx.stats.probes % 1000 == 0:
             log.info("stream %d: no ack %s: resending archive frame %d as a probe (%d probes so far)", tx.stream_id,
                      f"for {now - tx.last_ack:.1f} s" if tx.last_ack > -1e8 else "yet", seq, tx.stats.probes)
-        await tx.send(wack.pack_archive_frame(_mark_retransmit(msg), tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
+        await self._resend(tx, msg)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait (bounded) until every stream's end of stream is acknowledged; True if all were."""
