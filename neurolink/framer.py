@@ -26,7 +26,9 @@ class Framer:
             raise ValueError(f"frame_samples must be >= 1, got {frame_samples}")
         self.frame_samples = frame_samples if regular else 1
         self.n_channels = n_channels
-        self.dtype = np.dtype(dtype)
+        # LSL string streams (markers) are framed as object arrays of str: no fixed-size numpy dtype holds
+        # text exactly (a ``<U`` array pads, and drops trailing NULs)
+        self.dtype = np.dtype(object) if isinstance(dtype, str) and dtype == "string" else np.dtype(dtype)
         self.regular = regular
         self.seq = 0
         self._buf = np.empty((self.frame_samples, n_channels), dtype=self.dtype)

@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from neurolink.codecs import get_codec
+from neurolink.codecs.text import text_nbytes
 from neurolink.conceal import check_mode, conceal
 from neurolink.errors import CodecError, ConfigError, MissingReferenceError, SecurityError, WireFormatError
 from neurolink.lsl import pylsl
@@ -67,6 +68,7 @@ class RxStats:
     latency_ms: Ring = field(default_factory=Ring)
     decode_us: Ring = field(default_factory=Ring)
     ended: bool = False
+    sinks_failed: int = 0  # sinks that failed to open for this stream (logged; the others run)
 
     @property
     def ratio(self) -> float:
@@ -79,6 +81,9 @@ class _RxStream:
         self.sinks = sinks
         self.conceal_mode = conceal_mode
         self.fs = header.nominal_srate
+        # string streams (markers): nothing is concealed (a lost marker cannot be invented) and their
+        # timestamps are delivered as sent (equal or out-of-order marker times are data, not jitter)
+        self.text = header.channel_format == "string"
         self.ladder = header.ladder or [header.codec]
         self.decoders: dict[int, Any] = {}
         self.expected: int | None = None
@@ -108,8 +113,16 @@ class _RxStream:
         self.prev_delay = float("nan")
         self.interval = 0
         self.probe_echo = 0.0
+        self.sinks = []
         for s in sinks:
-            s.open(header)
+            try:
+                s.open(header)
+            except Exception as exc:  # noqa: BLE001 - one sink (e.g. a full disk) must not stop the others
+                self.stats.sinks_failed += 1
+                log.error("stream %d: %s not opened, the stream goes on without it: %s", header.stream_id,
+                          type(s).__name__, exc)
+                continue
+            self.sinks.append(s)
 
     def offsets(self, n: int) -> np.ndarray:
         """``arange(n) / fs``, computed once per frame length (every frame but the last has the same)."""
@@ -397,10 +410,10 @@ class Receiver:
         if gap > 0:
             s.frames_lost += gap
             st.iv_lost += gap
-        missing = gap * (st.header.frame_samples or h.n_samples) if fs > 0 else 0
-        if data is None and fs > 0:
+        missing = gap * (st.header.frame_samples or h.n_samples) if fs > 0 and not st.text else 0
+        if data is None and fs > 0 and not st.text:
             missing += h.n_samples
-        if missing > 0 and fs > 0 and self._fillable(st, missing):
+        if missing > 0 and self._fillable(st, missing):
             # lost samples end right before this frame's first sample (or include it when undecodable)
             end_t = t0 + (h.n_samples / fs if data is None else 0.0)
             ts = end_t - np.arange(missing, 0, -1) / fs
@@ -411,7 +424,7 @@ class Receiver:
             return
         s.frames_ok += 1
         st.iv_ok += 1
-        s.raw_bytes += data.nbytes
+        s.raw_bytes += data.nbytes if not st.text else text_nbytes(data)
         ts = t0 + st.offsets(h.n_samples) if fs > 0 else np.full(h.n_samples, t0)
         self._emit(st, data, ts, concealed=False)
         now = pylsl.local_clock()
@@ -426,7 +439,7 @@ class Receiver:
         senders) bounds the count, so a lost partial last frame is not filled as a whole one; irregular
         streams have nothing to fill."""
         n = frames * (st.header.frame_samples or 0)
-        if n <= 0 or st.fs <= 0 or not np.isfinite(st.last_ts) or st.applied_offset is None:
+        if n <= 0 or st.fs <= 0 or st.text or not np.isfinite(st.last_ts) or st.applied_offset is None:
             return
         if end_ts > 0 and np.isfinite(end_ts):
             n = int(min(n, max(0, round((end_ts - st.applied_offset - st.last_ts) * st.fs) - 1)))
@@ -470,7 +483,7 @@ class Receiver:
         self._deliver(st, data, ts_sender - st.applied_offset, concealed=concealed)
 
     def _deliver(self, st: _RxStream, data: np.ndarray, ts: np.ndarray, *, concealed: bool) -> None:
-        if ts[0] <= st.last_ts:  # keep the republished clock monotonic (offset updates, sender jitter)
+        if ts[0] <= st.last_ts and not st.text:  # keep the republished clock monotonic (offset updates, sender jitter)
             st.stats.timestamp_clamps += 1
             ts = ts + (st.last_ts - ts[0]) + (1.0 / st.fs if st.fs > 0 else 1e-6)
         for s in st.sinks:
@@ -578,7 +591,7 @@ class Receiver:
                 "name": st.header.name, "frames_ok": s.frames_ok, "frames_lost": s.frames_lost,
                 "frames_undecodable": s.frames_undecodable, "frames_late": s.frames_late,
                 "samples_out": s.samples_out, "samples_concealed": s.samples_concealed,
-                "gaps_unfilled": s.gaps_unfilled, "ratio": s.ratio,
+                "gaps_unfilled": s.gaps_unfilled, "sinks_failed": s.sinks_failed, "ratio": s.ratio,
                 "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
                 "level": s.level, "ended": s.ended, "keyframe_requests": s.keyframe_requests,

@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from neurolink.codecs import Ladder, get_codec, load_ladder
-from neurolink.errors import NeurolinkError, SecurityError, TransportError, WireFormatError
+from neurolink.codecs.dtype_ladder import resolve_ladder
+from neurolink.codecs.text import text_nbytes
+from neurolink.errors import CodecError, NeurolinkError, SecurityError, TransportError, WireFormatError
 from neurolink.framer import Framer, RawFrame
 from neurolink.lsl import pylsl
 from neurolink.queues import DropOldestQueue
@@ -55,6 +55,7 @@ class StreamStats:
     frames_sent: int = 0
     frames_dropped_queue: int = 0
     frames_dropped_transport: int = 0
+    frames_dropped_codec: int = 0  # frames the codec refused (logged): the receiver conceals the gap
     samples_in: int = 0
     raw_bytes: int = 0
     wire_bytes: int = 0
@@ -85,7 +86,11 @@ class _Stream:
         self.spec = spec
         self.meta = meta
         self.id = spec.stream_id
-        self.ladder = spec.ladder or load_ladder()
+        base = spec.ladder or load_ladder()
+        levels = resolve_ladder(list(base), meta.channel_format, explicit=spec.ladder is not None, stream=meta.name)
+        base_names = getattr(base, "names", None) or [str(c.get("id")) for c in base]  # a Ladder or a plain list
+        names = [n if lv == c else f"{n}->{lv['id']}" for n, lv, c in zip(base_names, levels, base, strict=True)]
+        self.ladder = Ladder(levels, names, getattr(base, "source", "<dict>"))
         self.codecs = [get_codec(c) for c in self.ladder]
         regular = meta.nominal_srate > 0
         self.frame_samples = max(1, int(round(meta.nominal_srate * spec.frame_ms / 1000.0))) if regular else 1
@@ -147,13 +152,15 @@ class _Stream:
                 flags |= wire.FLAG_KEYFRAME
         n, c = f.data.shape
         self.last_frame = (f.seq, f.timestamp, n, c, self.level, payload, flags)
+        dtype_name = self.wire_dtype
         if sealer is not None:
-            msg = sealer.seal_frame(self.id, f.seq, f.timestamp, n, c, self.dtype_name, self.level, payload, flags)
+            msg = sealer.seal_frame(self.id, f.seq, f.timestamp, n, c, dtype_name, self.level, payload, flags)
             plain_len = wire.FRAME_HEADER_SIZE + len(payload) + 4  # what the frame is before sealing
         else:
-            msg = wire.pack_frame(self.id, f.seq, f.timestamp, n, c, self.dtype_name, self.level, payload, flags)
+            msg = wire.pack_frame(self.id, f.seq, f.timestamp, n, c, dtype_name, self.level, payload, flags)
             plain_len = len(msg)
-        stats.raw_bytes += f.data.nbytes
+        # string frames hold pointers to str objects: their raw size is the UTF-8 text
+        stats.raw_bytes += f.data.nbytes if dtype_name != "string" else text_nbytes(f.data)
         stats.wire_bytes += plain_len
         stats.payload_bytes += len(payload)
         if self.controller is not None:
@@ -176,8 +183,14 @@ class _Stream:
         if len(payload) < PROBE_MIN_BYTES:  # never decoded: padding, so timer noise does not swamp the gap
             payload = payload + bytes(PROBE_MIN_BYTES - len(payload))
         if sealer is not None:
-            return sealer.seal_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
-        return wire.pack_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
+            return sealer.seal_frame(self.id, seq, ts, n, c, self.wire_dtype, level, payload, flags)
+        return wire.pack_frame(self.id, seq, ts, n, c, self.wire_dtype, level, payload, flags)
+
+    @property
+    def wire_dtype(self) -> str:
+        """The frames' dtype on the wire: the framer's numpy dtype name, except that string streams are framed
+        as object arrays of str (numpy calls that "object"; the wire and LSL call it "string")."""
+        return "string" if self.dtype_name == "object" else self.dtype_name
 
 
 class Sender:
@@ -232,8 +245,11 @@ class Sender:
                     align(st.frame_samples)
                 self._setup_controller(st)
                 self.streams[spec.stream_id] = st
-                if self.reliable is not None:
-                    self.reliable.attach(st.id, lambda m, st=st: self._send_now(st, m, "data"))
+                if self.reliable is not None and meta.channel_format == "string":
+                    log.warning("stream %d (%r): string (marker) stream: not archived by the reliable path "
+                                "(archives hold numeric samples); sent on the live path only", st.id, meta.name)
+                elif self.reliable is not None:
+                    self.reliable.attach(st.id, lambda m, st=st: self._send_now(st, m, "data"), meta.channel_format)
                 await self._send(st, st.header_msg, kind="header")
             self.started.set()
             drained = False
@@ -280,12 +296,13 @@ class Sender:
         (~20 us per 1 ms frame at 1024 channels) and bought nothing, since transports queue without
         suspending. The drop-oldest frame queue still bounds a backlog if a send ever suspends; what is
         left in it at shutdown is drained by :meth:`_encode_send`."""
+        archived = self._archived(st)
         async for chunk in st.spec.source.chunks():
             st.stats.samples_in += chunk.data.shape[0]
             for f in st.framer.push(chunk.data, chunk.timestamps):
                 if st.fs > 0:
                     st.end_ts = f.timestamp + f.data.shape[0] / st.fs
-                if self.reliable is not None:  # archive copy first: immune to live-queue drops
+                if archived:  # archive copy first: immune to live-queue drops
                     await self.reliable.on_frame(st.id, f)
                 if st.queue.put_nowait(f) is not None:
                     st.stats.frames_dropped_queue += 1
@@ -296,9 +313,30 @@ class Sender:
         # source ended (finite replay): finish the stream
         self._stopping.set()
 
+    def _archived(self, st: _Stream) -> bool:
+        """Whether the reliable archive path keeps a copy of this stream (not for string streams)."""
+        return self.reliable is not None and st.id in self.reliable.streams
+
+    def _encode_or_drop(self, st: _Stream, f: RawFrame, sealer: Any = None) -> bytes | None:
+        """Encode a frame; a frame the codec refuses (beyond its limits, a value it cannot code) is dropped
+        and counted, the codec restarts with a keyframe, and the stream goes on (the receiver sees a
+        sequence gap and conceals it)."""
+        try:
+            return st.encode(f, sealer)
+        except CodecError as exc:
+            st.stats.frames_dropped_codec += 1
+            n = st.stats.frames_dropped_codec
+            if n in (1, 10, 100, 1000) or n % 10000 == 0:
+                log.error("stream %d: frame %d not encoded at level %d (%d dropped so far): %s", st.id, f.seq,
+                          st.level, n, exc)
+            st.codecs[st.level].reset()
+            return None
+
     async def _encode_one(self, st: _Stream, f: RawFrame) -> None:
         sealer = self._frame_sealer
-        msg = st.encode(f, sealer)
+        msg = self._encode_or_drop(st, f, sealer)
+        if msg is None:
+            return
         try:
             await self._send(st, msg, sealed=sealer is not None)
         except asyncio.CancelledError:  # stopped inside a suspending send: the shutdown drain resends it
@@ -331,15 +369,17 @@ class Sender:
                 if f is not None:
                     if st.fs > 0:
                         st.end_ts = f.timestamp + f.data.shape[0] / st.fs
-                    if self.reliable is not None:
+                    if self._archived(st):
                         await self.reliable.on_frame(st.id, f)
-                    await self._send(st, st.encode(f))
-                    st.stats.frames_sent += 1
+                    msg = self._encode_or_drop(st, f)
+                    if msg is not None:
+                        await self._send(st, msg)
+                        st.stats.frames_sent += 1
                 # its timestamp: where the stream ends, so a receiver that lost the last frames fills exactly them
                 eos = wire.pack_frame(st.id, st.framer.seq, st.end_ts, 0, st.meta.channel_count, st.meta.channel_format,
                                       st.level, b"", wire.FLAG_END_OF_STREAM)
                 await self._send(st, eos)
-                if self.reliable is not None:
+                if self._archived(st):
                     await self.reliable.on_end(st.id, st.framer.seq, st.meta.channel_count, st.meta.channel_format)
             except TransportError as exc:
                 log.error("stream %d: flush failed: %s", st.id, exc)
@@ -446,7 +486,9 @@ class Sender:
         from neurolink.control import get_controller  # the controller family lives in neurolink.control
         from neurolink.sender_control import LiveControl
 
-        raw_frame_bytes = st.frame_samples * st.meta.channel_count * np.dtype(st.meta.channel_format).itemsize
+        # the framer's itemsize: the stream's for numeric formats, a pointer (8) for string streams, whose real
+        # size is their text (markers: a few bytes each)
+        raw_frame_bytes = st.frame_samples * st.meta.channel_count * st.framer.dtype.itemsize
         st.controller = LiveControl(get_controller(cfg), len(st.codecs), st.frame_s, raw_frame_bytes)
         st.set_level(0)
 
@@ -473,6 +515,7 @@ class Sender:
                 "keyframe_requests": s.keyframe_requests,
                 "dropped_queue": s.frames_dropped_queue,
                 "dropped_source_chunks": getattr(st.spec.source, "dropped_chunks", 0), "dropped_transport": s.frames_dropped_transport,
+                "dropped_codec": s.frames_dropped_codec,
                 "encode_us_p50": s.encode_us.pct(50), "encode_us_p99": s.encode_us.pct(99),
             }
             if self.reliable is not None:  # spool state and overflow counter in the status file / metrics

@@ -34,6 +34,54 @@ log = logging.getLogger(__name__)
 Enc = Callable[[np.ndarray], object]
 
 
+def published_float32(x: np.ndarray, sidecar: dict) -> np.ndarray:
+    """The recording as acquisition software publishes it over LSL: float32 in the sidecar's unit, each
+    channel's counts times its ``scale_per_lsb`` plus ``offset`` (Intan's 0.195 µV/count without them)."""
+    ch = [c if isinstance(c, dict) else {} for c in sidecar.get("channels") or []]
+    if len(ch) != x.shape[1]:
+        ch = [{}] * x.shape[1]
+    scale = np.array([float(c.get("scale_per_lsb", 0.195)) for c in ch])
+    offset = np.array([float(c.get("offset", 0.0)) for c in ch])
+    return np.ascontiguousarray((x * scale + offset).astype(np.float32))
+
+
+def _float_section(paths: list[Path], quick: bool, bar: tqdm) -> dict:
+    """float32 streams (how most EEG amplifiers publish): nl-float in 1 ms frames against zstd and blosc2
+    (byte/bit shuffle) on whole recordings; FLAC and WavPack code integers only."""
+    import blosc2
+    import zstandard
+
+    out: dict = {}
+    for path in paths:
+        x, fs = _load(path)
+        x = np.ascontiguousarray(x[: int(fs * (0.5 if quick else 20.0))])
+        f = published_float32(x, json.loads(path.with_suffix(".json").read_text()))
+        mb = f.nbytes / 1e6
+        frame = max(1, round(fs / 1000))
+        rec: dict = {"fs": fs, "channels": f.shape[1], "samples": f.shape[0], "frame_samples": frame, "codecs": {}}
+        get_codec({"id": "nl-float"}).encode(f[: 4 * frame])  # compile outside the timings
+        nbytes, te, td, ok = _nl_stream(f, frame, {"id": "nl-float"})
+        rec["codecs"]["nl-float stream (1 ms)"] = {"ratio": f.nbytes / nbytes, "enc_MBps": mb / te, "dec_MBps": mb / td,
+                                                   "exact": bool(ok)}
+        t = np.ascontiguousarray(f.T)
+        for name, comp, decomp in (
+            ("zstd-19", zstandard.ZstdCompressor(level=19).compress, zstandard.ZstdDecompressor().decompress),
+            ("blosc2 shuffle+zstd", lambda b: blosc2.compress2(b, typesize=4, filter=blosc2.Filter.SHUFFLE,
+                                                                codec=blosc2.Codec.ZSTD, clevel=5), blosc2.decompress2),
+            ("blosc2 bitshuffle+zstd", lambda b: blosc2.compress2(b, typesize=4, filter=blosc2.Filter.BITSHUFFLE,
+                                                                   codec=blosc2.Codec.ZSTD, clevel=5), blosc2.decompress2),
+        ):
+            blob, te = _timed(partial(comp, t.tobytes()), 1)
+            y, td = _timed(partial(decomp, blob), 1)
+            rec["codecs"][name] = {"ratio": f.nbytes / len(blob), "enc_MBps": mb / te, "dec_MBps": mb / td,
+                                   "exact": bytes(y) == t.tobytes()}
+        best = max(r["ratio"] for k, r in rec["codecs"].items() if not k.startswith("nl-"))
+        rec["nl_vs_best_baseline"] = rec["codecs"]["nl-float stream (1 ms)"]["ratio"] / best
+        out[path.stem] = rec
+        bar.update()
+    return out
+
+
 def _load(path: Path) -> tuple[np.ndarray, float]:
     meta = json.loads(path.with_suffix(".json").read_text())
     return np.load(path, mmap_mode="r", allow_pickle=False), float(meta["sampling_rate_hz"])
@@ -215,7 +263,7 @@ def run(quick: bool = False, data: Path | None = None, max_mb: float = 256.0) ->
     baselines = _baselines()
     repeat = 1 if quick else 2
     results: dict = {"recordings": {}, "latency_1024ch_30khz": {}, "notes": [], "max_mb": max_mb}
-    steps = len(paths) * (2 + 2 * len(baselines)) + 2
+    steps = len(paths) * (3 + 2 * len(baselines)) + 2
     bar = tqdm(total=steps, desc="bench codecs", unit="step")
     for path in paths:
         x, fs = _load(path)
@@ -271,7 +319,9 @@ def run(quick: bool = False, data: Path | None = None, max_mb: float = 256.0) ->
     for label, cfg in (("stream", NL_STREAM), ("archive", NL_ARCHIVE)):
         results["latency_1024ch_30khz"][label] = _latency(x, cfg, n_frames)
         bar.update()
+    results["float32"] = _float_section(paths, quick, bar)
     bar.close()
+    results["notes"].append("float32: the first 20 s of each recording as published in µV (sidecar scale/offset)")
     results["notes"].append("latency: 1 ms frames = 30 samples x 1024 channels; the recording's channels are tiled to 1024")
     results["acceptance"] = _acceptance(results)
     return results
@@ -317,6 +367,11 @@ def _table(res: dict) -> str:
                      f"{r['MBps_median_frame']:.0f} at the median frame)   dec p50 {r['dec_p50_us']:7.1f} us  "
                      f"p99 {r['dec_p99_us']:7.1f} us  ({r['dec_MBps']:.0f} MB/s, {r['dec_MBps_median_frame']:.0f})  "
                      f"ratio {r['ratio']:.3f}  exact {r['exact']}")
+    for name, rec in res.get("float32", {}).items():
+        lines.append(f"\n{name} as float32 (µV, sidecar scale/offset): {rec['samples']} samples, 1 ms = {rec['frame_samples']} samples")
+        for cname, r in sorted(rec["codecs"].items(), key=lambda kv: -kv[1]["ratio"]):
+            lines.append(f"  {cname:34s} {r['ratio']:7.3f} {r['enc_MBps']:9.1f} {r['dec_MBps']:9.1f}  {r['exact']}")
+        lines.append(f"  nl-float / best baseline: x{rec['nl_vs_best_baseline']:.2f}")
     acc = res["acceptance"]
     lines.append("\nacceptance (best of FLAC / WavPack / zstd-19):")
     for name, a in acc["per_recording"].items():

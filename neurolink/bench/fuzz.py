@@ -117,6 +117,21 @@ def _real_frames(max_rows: int = 3000) -> list[np.ndarray]:
     return frames
 
 
+def _text_frames() -> list[np.ndarray]:
+    """String-stream frames as markers look: single events, JSON, unicode, empty and NUL values, several
+    channels, and a regular-rate block long enough for the zstd body."""
+    def obj(rows: list[list[str]]) -> np.ndarray:
+        a = np.empty((len(rows), len(rows[0]) if rows else 1), dtype=object)
+        for i, r in enumerate(rows):
+            a[i, :] = r
+        return a
+
+    return [obj([["stim/onset"]]), obj([['{"trial": 3, "cond": "incongruent", "rt": 0.512}']]), obj([[""]]),
+            obj([["trial 3", "ÄÖÜ ∑ 😀", "a\x00b"]]), obj([]),
+            obj([[f"sample {i}", f'{{"i": {i}, "tag": "regular"}}'] for i in range(30)]),
+            obj([["x" * 300 + "\u00e9" * 50]])]
+
+
 def _wire_seeds(fn: str, frames: list[np.ndarray]) -> list[bytes]:
     from neurolink.codecs import get_codec
     from neurolink.wire import ack as wack
@@ -124,8 +139,11 @@ def _wire_seeds(fn: str, frames: list[np.ndarray]) -> list[bytes]:
 
     if fn == "parse_frame":
         codec = get_codec({"id": "delta-zstd"})
+        text = get_codec({"id": "nl-text"})  # string (marker) frames: dtype code 7
         return [wire.pack_frame(1, i, 100.0 + i, f.shape[0], f.shape[1], "int16", i % 3, codec.encode(f), i & 1)
-                for i, f in enumerate(frames[:24])]
+                for i, f in enumerate(frames[:24])] + [
+                wire.pack_frame(2, i, 200.0 + i, t.shape[0], t.shape[1], "string", 0, text.encode(t), wire.FLAG_KEYFRAME)
+                for i, t in enumerate(_text_frames()[:4])]
     if fn == "parse_stream_header":
         from neurolink.codecs.ladder import load_ladder
 
@@ -301,9 +319,12 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
 
     enc, dec = get_codec(target["config"]), get_codec(target["config"])
     seeds = []
-    for f in frames:
+    text = "string" in getattr(enc, "dtypes", ())
+    if text:  # nl-text: marker frames, not samples
+        frames = _text_frames()
+    for i, f in enumerate(frames):
         try:
-            seeds.append(enc.encode(f if not _wants_float(enc) else f.astype(np.float32)))
+            seeds.append(enc.encode(f if text or not _wants_float(enc) else _float_seed(enc, f, i)))
         except CodecError:
             continue
     if not seeds:
@@ -315,6 +336,20 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
             pass
     dec.reset()
     return dec.decode, seeds, False, dec.reset
+
+
+def _float_seed(codec: Any, f: np.ndarray, i: int) -> np.ndarray:
+    """A float frame for a float codec: counts in µV as amplifiers publish them (nl-float's integer path),
+    float64 too where the codec takes it, and true floats with NaN and -0.0 (its raw path and escapes)."""
+    if "float64" in getattr(codec, "dtypes", ()):
+        if i % 4 == 3:
+            g = np.random.default_rng(i).standard_normal(f.shape).astype(np.float32)
+            if g.size:
+                g.flat[0], g.flat[-1] = np.nan, -0.0
+            return g
+        if i % 4 == 2:
+            return f * 0.195
+    return f.astype(np.float32) * np.float32(0.195)
 
 
 def _wants_float(codec: Any) -> bool:

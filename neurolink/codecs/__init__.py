@@ -6,12 +6,16 @@
 
 from neurolink.codecs.base import Codec
 from neurolink.codecs.delta_zstd import DeltaZstd
+from neurolink.codecs.float_lossless import NlFloat
 from neurolink.codecs.ladder import Ladder, load_ladder
 from neurolink.codecs.lossless import NlLossless
 from neurolink.codecs.registry import get_codec, list_codecs, register_codec
+from neurolink.codecs.text import NlText
 
 register_codec(DeltaZstd)
 register_codec(NlLossless)
+register_codec(NlText)  # string streams (LSL markers)
+register_codec(NlFloat)
 
 from neurolink.codecs.lossy import LOSSY_CODECS  # noqa: E402
 

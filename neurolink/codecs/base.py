@@ -14,9 +14,18 @@ import numpy as np
 
 from neurolink.errors import CodecError
 
-#: dtype <-> one-byte code, shared with the wire format.
-DTYPE_CODES: dict[str, int] = {"int16": 1, "int32": 2, "float32": 3, "float64": 4, "int8": 5, "int64": 6}
-CODE_DTYPES: dict[int, np.dtype] = {v: np.dtype(k) for k, v in DTYPE_CODES.items()}
+#: dtype <-> one-byte code, shared with the wire format. ``string`` (LSL cf_string: markers, events) has no
+#: fixed-size numpy dtype: its samples are object arrays of ``str``, coded only by ``nl-text``.
+DTYPE_CODES: dict[str, int] = {"int16": 1, "int32": 2, "float32": 3, "float64": 4, "int8": 5, "int64": 6,
+                               "string": 7}
+#: numeric codes only: a numeric codec's array header with the string code is rejected as unknown.
+CODE_DTYPES: dict[int, np.dtype] = {v: np.dtype(k) for k, v in DTYPE_CODES.items() if k != "string"}
+STRING_CODE = DTYPE_CODES["string"]
+#: Most string values (samples x channels) in one frame: each becomes a Python object on decode (~50 bytes
+#: plus its text, ~0.5 us), so the bound is on the count, beside MAX_DECODED_BYTES on the text itself. A marker
+#: frame holds one sample (at most 65535 channels); 2^18 bounds what a 60-byte hostile payload (zstd of empty
+#: values) costs a receiver to ~0.15 s of CPU.
+MAX_STRING_VALUES = 1 << 18
 
 #: Largest array any decoder will allocate (bounded allocations on hostile input).
 MAX_DECODED_BYTES = 1 << 28  # 256 MiB

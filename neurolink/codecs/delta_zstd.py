@@ -16,7 +16,7 @@ class DeltaZstd(Codec):
 
     codec_id = "delta-zstd"
     lossless = True
-    dtypes = ("int16", "int32")
+    dtypes = ("int8", "int16", "int32", "int64")
 
     def __init__(self, level: int = 3, delta: bool = True) -> None:
         if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22:

@@ -26,7 +26,10 @@ def _frames(n_frames: int, frame_samples: int, n_channels: int, dtype: np.dtype)
     n = n_frames * frame_samples
     t = np.arange(n)[:, None]
     x = 200.0 * np.sin(2 * np.pi * t / 97.0 + np.arange(n_channels)[None, :]) + rng.normal(0, 30, (n, n_channels))
-    x = np.clip(np.rint(x), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+    if dtype.kind == "f":  # ADC counts in µV, as amplifiers publish them (nl-float's integer path)
+        x = (np.rint(x) * 0.195).astype(dtype)
+    else:
+        x = np.clip(np.rint(x), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
     return [np.ascontiguousarray(x[i * frame_samples : (i + 1) * frame_samples]) for i in range(n_frames)]
 
 
@@ -54,16 +57,18 @@ def warm_up(configs: Iterable[Mapping[str, Any]], n_channels: int, frame_samples
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neurolink.codecs.warmup", description=__doc__.splitlines()[0])
     p.add_argument("--ladder", default=None, help="ladder TOML (default: the packaged one)")
-    p.add_argument("--dtypes", default="int16,int32", help="comma-separated sample dtypes")
+    p.add_argument("--dtypes", default="int16,int32,float32,float64", help="comma-separated sample dtypes")
     args = p.parse_args(argv)
+    from neurolink.codecs.dtype_ladder import LOSSLESS_FALLBACK
     from neurolink.codecs.ladder import load_ladder
 
     ladder = load_ladder(args.ladder)
+    configs = list(ladder) + [c for c in LOSSLESS_FALLBACK.values() if c not in list(ladder)]
     total = 0.0
     for dt in args.dtypes.split(","):
         # one narrow and one wide shape: numba specialises on types, but some codecs branch on width
         for ch, fs in ((4, 15), (64, 30)):
-            total += warm_up(list(ladder), ch, fs, np.dtype(dt.strip()))
+            total += warm_up(configs, ch, fs, np.dtype(dt.strip()), n_frames=4 if ch > 4 else 6)
     print(f"neurolink: codec kernels compiled/cached for {len(ladder)} ladder levels in {total:.1f} s")
     return 0
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from neurolink.codecs import get_codec
-from neurolink.errors import CodecError, WireFormatError
+from neurolink.errors import CodecError, NeurolinkError, WireFormatError
 from neurolink.reliable.block import unpack_block
-from neurolink.sinks.archive import ARCHIVE_CODEC, ArchiveSink
+from neurolink.sinks.archive import ARCHIVE_CODEC, ArchiveSink, archive_codec_for
 from neurolink.wire import ack as wack
 from neurolink.wire import format as wire
 
@@ -62,6 +62,7 @@ class ReliableReceiver:
         self.streams: dict[int, _Rx] = {}
         self.codec = get_codec(ARCHIVE_CODEC)
         self.codec.decode(self.codec.encode(np.zeros((4, 2), np.int16)))  # load the jitted kernels up front
+        self._codecs: dict[str, Any] = {"int16": self.codec, "int32": self.codec}  # block decoder per sample format
         self.without_header = 0
         self.header_requests = 0
         self._header_asked: dict[int, float] = {}  # stream id -> when its header was last requested
@@ -168,6 +169,12 @@ class ReliableReceiver:
                  " (resumed)" if sink.resumed else "")
         return st
 
+    def _codec_for(self, dtype: str) -> Any:
+        c = self._codecs.get(dtype)
+        if c is None:
+            c = self._codecs[dtype] = get_codec(archive_codec_for(dtype))
+        return c
+
     def _drain(self, st: _Rx, offset: float | None) -> None:
         fs = st.header.nominal_srate
         while st.next in st.held:
@@ -178,9 +185,9 @@ class ReliableReceiver:
                 st.next += 1
                 break
             try:
-                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels, self.codec, fs,
-                                        item.header.dtype)
-            except (CodecError, WireFormatError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
+                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels,
+                                        self._codec_for(item.header.dtype), fs, item.header.dtype)
+            except (CodecError, WireFormatError, NeurolinkError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
                 st.bad_blocks += 1
                 log.warning("stream %d: archive block %d rejected: %s", st.header.stream_id, st.next, exc)
                 break

@@ -28,7 +28,7 @@ from neurolink.errors import ConfigError
 from neurolink.framer import RawFrame
 from neurolink.reliable.block import MAX_BLOCK_FRAMES, pack_block
 from neurolink.reliable.spool import Spool
-from neurolink.sinks.archive import ARCHIVE_CODEC
+from neurolink.sinks.archive import archive_codec_for
 from neurolink.wire import ack as wack
 from neurolink.wire import format as wire
 
@@ -97,10 +97,10 @@ class ReliableSender:
         self.streams: dict[int, _Tx] = {}
 
     # -- hooks called by the Sender ------------------------------------------------------------------
-    def attach(self, stream_id: int, send: SendFn) -> None:
+    def attach(self, stream_id: int, send: SendFn, dtype: str = "int16") -> None:
         d = (self.spool_dir / f"stream-{stream_id}") if self.spool_dir else None
-        codec = get_codec(ARCHIVE_CODEC)
-        codec.encode(np.zeros((4, 2), np.int16))  # load the jitted kernels now, not mid-stream
+        codec = get_codec(archive_codec_for(dtype))
+        get_codec(codec.get_config()).encode(np.zeros((4, 2), dtype))  # load the jitted kernels now, not mid-stream
         self.streams[stream_id] = _Tx(stream_id, send, Spool(d, capacity_bytes=self.spool_bytes, segment_bytes=self.segment_bytes),
                                       codec)
 

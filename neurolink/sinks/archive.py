@@ -32,6 +32,23 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 ATTR = "neurolink_archive"
 ARCHIVE_CODEC = {"id": "nl-lossless", "mode": "archive"}
+#: the reliable path's block codec per sample format (every block decodes on its own, exactly)
+_BLOCK_CODECS: dict[str, dict] = {
+    "int16": ARCHIVE_CODEC,
+    "int32": ARCHIVE_CODEC,
+    "float32": {"id": "nl-float", "inner": ARCHIVE_CODEC},  # counts x scale: the counts in archive mode
+    "float64": {"id": "nl-float", "inner": ARCHIVE_CODEC},
+    "int8": {"id": "delta-zstd", "level": 19},
+    "int64": {"id": "delta-zstd", "level": 19},
+}
+
+
+def archive_codec_for(dtype: str) -> dict:
+    """The codec config of the reliable path's archive blocks for streams of ``dtype`` (numeric only)."""
+    try:
+        return _BLOCK_CODECS[dtype]
+    except KeyError:
+        raise NeurolinkError(f"no archive codec for sample format {dtype!r} (numeric streams only)") from None
 
 
 def _zarr():
@@ -67,6 +84,8 @@ class ArchiveSink(Sink):
         self.meta: dict[str, Any] = {}
         self.header: StreamHeader | None = None
         self.resumed = False
+        self.refused = False  # a string (marker) stream: this sink stays inert, the live path carries on
+        self._frames: list[tuple[int, int]] = []  # (next_seq after the frame, sample index after it)
 
     # -- Sink contract -----------------------------------------------------------------------------
     def open(self, header: StreamHeader) -> None:
@@ -74,6 +93,13 @@ class ArchiveSink(Sink):
         from neurolink.codecs.numcodecs_adapter import NeurolinkLosslessZarr
 
         self.header = header
+        if header.channel_format == "string":
+            # the archive stores numeric samples (Zarr, nl-lossless): refuse markers here, once, not crash the
+            # receiver, which keeps republishing them live
+            self.refused = True
+            log.error("archive %s: stream %r is a string (marker) stream: not archived (archives hold numeric "
+                      "samples); it is still republished live", self.path, header.name)
+            return
         fs = header.nominal_srate
         cs = self.chunk_samples_cfg or max(1, int(round((fs if fs > 0 else 1000.0) * self.chunk_s)))
         hdr = header.to_json_dict()
@@ -88,8 +114,15 @@ class ArchiveSink(Sink):
                 raise NeurolinkError(f"archive {self.path} holds stream {old['header'].get('name')!r} "
                                      f"({old['header'].get('source_id')!r}): refusing to mix in {header.name!r}")
             c = header.channel_count
+            if header.channel_format in ("int16", "int32"):  # nl-lossless archive mode, through numcodecs
+                codecs: dict = {"serializer": NeurolinkLosslessZarr(), "compressors": None}
+                archive_codec: dict = {"id": "neurolink.lossless"}
+            else:  # float/int8/int64 chunks: zarr's own blosc (zstd, byte shuffle), readable by any zarr
+                blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.shuffle)
+                codecs = {"compressors": [blosc]}
+                archive_codec = {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": "shuffle"}
             self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=header.channel_format,
-                                                   serializer=NeurolinkLosslessZarr(), compressors=None)
+                                                   **codecs)
             self.timestamps = self.group.create_array("timestamps", shape=(0,), chunks=(cs,), dtype="float64")
         self.meta = {
             "format_version": FORMAT_VERSION,
@@ -103,8 +136,8 @@ class ArchiveSink(Sink):
             "checksums": {"samples": [], "timestamps": []},
             "gaps": [],
             "clock_offsets": [],  # [sample_index, offset_s]: sender clock minus receiver clock from there on
-            "codec_history": [{"sample_index": 0, "archive_codec": {"id": "neurolink.lossless"},
-                               "wire_codec": ARCHIVE_CODEC, "ladder": hdr.get("ladder", [])}],
+            "codec_history": [{"sample_index": 0, "archive_codec": archive_codec,
+                               "wire_codec": archive_codec_for(header.channel_format), "ladder": hdr.get("ladder", [])}],
             "sessions": [hdr.get("session", "")],
         }
         self._init_buffers(0)
@@ -112,6 +145,8 @@ class ArchiveSink(Sink):
 
     def push(self, data: np.ndarray, timestamps: np.ndarray, *, concealed: bool = False) -> None:
         """Plain-sink path: receiver-clock timestamps; concealed runs are written and listed as gaps."""
+        if self.refused:
+            return
         if self.meta["n_samples"] == 0 and self._fill == 0 and self._chunk_start == 0:
             self.meta["timestamps_clock"] = "receiver"
         if concealed:
@@ -139,6 +174,8 @@ class ArchiveSink(Sink):
 
     def write_frame(self, seq: int, data: np.ndarray, timestamps: np.ndarray) -> None:
         """Append frame ``seq`` (must follow the last one, or :meth:`add_gap` first)."""
+        if self.refused:
+            return
         expect = self.buffered_next_seq
         if expect is not None and seq != expect:
             raise NeurolinkError(f"archive {self.path}: frame {seq} out of order (expected {expect})")
@@ -146,6 +183,8 @@ class ArchiveSink(Sink):
 
     def add_gap(self, first_seq: int, end_seq: int, reason: str) -> None:
         """Record frames [first_seq, end_seq) as lost for good (no samples are invented for them)."""
+        if self.refused:
+            return
         log.error("archive %s: frames %d..%d lost for good: %s", self.path, first_seq, end_seq - 1, reason)
         self._add_gap_record({"first_seq": int(first_seq), "end_seq": int(end_seq), "sample_index": self._total,
                               "n_samples": 0, "concealed": False, "reason": reason})
@@ -155,6 +194,8 @@ class ArchiveSink(Sink):
 
     def add_eos(self, seq: int) -> None:
         """Sender's end of stream (frame ``seq``): write the partial chunk so everything is durable."""
+        if self.refused:
+            return
         self._frames.append((seq + 1, self._total))
         if self._fill:
             self._write_chunk(self._fill)
@@ -164,11 +205,15 @@ class ArchiveSink(Sink):
         self._save_meta()
 
     def set_clock_offset(self, offset_s: float) -> None:
+        if self.refused:
+            return
         hist = self.meta["clock_offsets"]
         if not hist or abs(hist[-1][1] - offset_s) > 1e-4:
             hist.append([self._total, float(offset_s)])
 
     def record_codec(self, level: int, codec: dict[str, Any]) -> None:
+        if self.refused:
+            return
         hist = self.meta["codec_history"]
         if hist[-1].get("wire_codec") != codec:
             hist.append({"sample_index": self._total, "level": level, "wire_codec": codec})
@@ -185,7 +230,7 @@ class ArchiveSink(Sink):
         self._tbuf = np.empty(cs, dtype=np.float64)
         self._fill = 0
         self._chunk_start = chunk_start
-        self._frames: list[tuple[int, int]] = []  # (next_seq after the frame, sample index after it)
+        self._frames = []
 
     def _resume(self, old: dict[str, Any]) -> None:
         self.meta = old

@@ -26,9 +26,11 @@ class LSLOutletSink(Sink):
         self.outlet: pylsl.StreamOutlet | None = None
         self.samples_out = 0
         self.source_id = ""
+        self.text = False
 
     def open(self, header: StreamHeader) -> None:
         self.source_id = header.source_id + self.source_id_suffix
+        self.text = header.channel_format == "string"
         info = make_info(
             header.name + self.name_suffix, header.type, header.channel_count, header.nominal_srate,
             header.channel_format, self.source_id, desc=header.desc_xml,
@@ -40,8 +42,13 @@ class LSLOutletSink(Sink):
     def push(self, data: np.ndarray, timestamps: np.ndarray, *, concealed: bool = False) -> None:
         if self.outlet is None or data.shape[0] == 0:
             return
-        # one timestamp for the last sample: liblsl derives the rest from the nominal rate (t0 + i/fs)
-        self.outlet.push_chunk(data, timestamp=float(timestamps[-1]))
+        if self.text:
+            # markers: pylsl takes str values as one flat (sample-major) list, and every sample keeps its own
+            # timestamp (irregular streams have no rate to derive them from)
+            self.outlet.push_chunk(data.ravel().tolist(), timestamp=timestamps.tolist())
+        else:
+            # one timestamp for the last sample: liblsl derives the rest from the nominal rate (t0 + i/fs)
+            self.outlet.push_chunk(data, timestamp=float(timestamps[-1]))
         self.samples_out += data.shape[0]
 
     def close(self) -> None:

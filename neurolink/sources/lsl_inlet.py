@@ -60,7 +60,7 @@ class ChunkPuller:
     def __init__(self, inlet: pylsl.StreamInlet, max_samples: int) -> None:
         dtype = getattr(inlet, "np_dtype", None)
         if dtype is None:
-            raise SourceLostError("LSL inlet", "string streams are not supported by the frame codecs yet")
+            raise SourceLostError("LSL inlet", "a string stream needs StringPuller, not ChunkPuller")
         self.n_ch = int(inlet.channel_count)
         self.max_samples = int(max_samples)
         self.data = np.empty((self.max_samples, self.n_ch), dtype=dtype)
@@ -89,6 +89,88 @@ class ChunkPuller:
         if n == need and n < self.max_samples:
             n += self._call(n, self.max_samples - n, 0.0)
         return n
+
+
+class StringPuller:
+    """Pull samples of a string stream (markers) into a reused ``char*``/length table, one liblsl call per pull.
+
+    Why not ``pull_chunk``: pylsl keeps one buffer set per distinct ``max_samples`` it is called with, and the
+    frame-aligned waits of :class:`ChunkPuller` ask for a different count almost every time, so its cache
+    would grow with the stream. Same calls and semantics as :class:`ChunkPuller`; values are copied out by
+    their lengths (a NUL inside a marker survives), the strings liblsl allocated are freed after each pull,
+    and ``data[:n]`` is a fresh object array of ``str`` (safe to keep).
+
+    LSL strings are bytes; neurolink carries text. A value that is not valid UTF-8 is decoded with U+FFFD
+    replacements, counted in ``invalid_utf8`` and logged (first, 10th, 100th, ... time).
+    """
+
+    def __init__(self, inlet: pylsl.StreamInlet, max_samples: int) -> None:
+        if getattr(inlet, "np_dtype", None) is not None:
+            raise SourceLostError("LSL inlet", "StringPuller needs a string stream; numeric streams use ChunkPuller")
+        self.n_ch = int(inlet.channel_count)
+        self.max_samples = int(max_samples)
+        n_values = self.max_samples * self.n_ch
+        self._ptrs = (ctypes.c_char_p * n_values)()
+        self._lens = (ctypes.c_uint32 * n_values)()
+        self._ptr_view = np.frombuffer(memoryview(self._ptrs).cast("B"), dtype=np.uintp)  # the same memory, as integers
+        self._len_view = np.frombuffer(memoryview(self._lens).cast("B"), dtype=np.uint32)
+        self.ts = np.empty(self.max_samples, dtype=np.float64)
+        self.data = np.empty((0, self.n_ch), dtype=object)
+        self._fn = inlet.do_pull_chunk
+        self._obj = inlet.obj
+        self._p0 = ctypes.addressof(self._ptrs)
+        self._l0 = ctypes.addressof(self._lens)
+        self._t0 = self.ts.ctypes.data
+        self._err = ctypes.c_int()
+        self.invalid_utf8 = 0
+        self._inlet = inlet
+
+    def _call(self, off: int, k: int, timeout: float) -> int:
+        v = off * self.n_ch
+        got = self._fn(self._obj, ctypes.c_void_p(self._p0 + v * ctypes.sizeof(ctypes.c_char_p)),
+                       ctypes.c_void_p(self._l0 + 4 * v), ctypes.c_void_p(self._t0 + 8 * off),
+                       ctypes.c_size_t(k * self.n_ch), ctypes.c_size_t(k), ctypes.c_double(timeout),
+                       ctypes.byref(self._err))
+        if self._err.value:
+            self._free()
+            pylsl.util.handle_error(self._err)  # LostError, TimeoutError, ...
+        return int(got) // self.n_ch
+
+    def pull(self, timeout: float, need: int = 1) -> int:
+        """As :meth:`ChunkPuller.pull`; the values are ``data`` (an (n, channels) object array of str)."""
+        need = min(max(1, need), self.max_samples)
+        try:
+            n = self._call(0, need, timeout)
+            if n == need and n < self.max_samples:
+                n += self._call(n, self.max_samples - n, 0.0)
+            self.data = self._take(n)
+        finally:
+            self._free()
+        return n
+
+    def _take(self, n: int) -> np.ndarray:
+        k = n * self.n_ch
+        out = np.empty(k, dtype=object)
+        for i, (ptr, ln) in enumerate(zip(self._ptr_view[:k].tolist(), self._len_view[:k].tolist(), strict=True)):
+            raw = ctypes.string_at(ptr, ln) if ln else b""
+            try:
+                out[i] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                out[i] = raw.decode("utf-8", "replace")
+                self.invalid_utf8 += 1
+                if self.invalid_utf8 in (1, 10, 100) or self.invalid_utf8 % 1000 == 0:
+                    log.warning("LSL string stream: value is not valid UTF-8, sent with U+FFFD replacements "
+                                "(%d so far)", self.invalid_utf8)
+        return out.reshape(n, self.n_ch)
+
+    def _free(self) -> None:
+        """Release every string liblsl allocated into the table (older liblsl fills every slot it was
+        given, newer ones only the pulled values) and clear the slots, so none is freed twice."""
+        used = np.flatnonzero(self._ptr_view)
+        if used.size:
+            top = int(used[-1]) + 1
+            pylsl.inlet.free_char_p_array_memory(self._ptrs, top)
+            ctypes.memset(self._ptrs, 0, top * ctypes.sizeof(ctypes.c_char_p))
 
 
 class LSLSource(Source):
@@ -144,8 +226,6 @@ class LSLSource(Source):
             desc_xml=desc_xml(full),
             hostname=full.hostname(),
         )
-        if self.meta.channel_format == "string":
-            raise SourceLostError(self.meta.name, "string streams are not supported by the frame codecs yet")
         if self.reconnect and not self.meta.source_id:
             log.warning("stream %r has no source_id: recovery after loss will match by name/type", self.meta.name)
         self.connected = True
@@ -206,7 +286,8 @@ class LSLSource(Source):
             self._evicted += evicted.data.shape[0]
 
     def _reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        puller: ChunkPuller | None = None
+        puller: ChunkPuller | StringPuller | None = None
+        puller_cls = StringPuller if self.meta.channel_format == "string" else ChunkPuller
         delivered = 0
         while not self._stop.is_set():
             inlet = self._inlet
@@ -217,7 +298,7 @@ class LSLSource(Source):
                 continue
             try:
                 if puller is None:
-                    puller = ChunkPuller(inlet, self.max_chunk)
+                    puller = puller_cls(inlet, self.max_chunk)
                 align = self._align
                 need = align - (delivered - self._evicted) % align  # samples to the end of the current frame
                 n = puller.pull(0.2, need)
@@ -234,7 +315,9 @@ class LSLSource(Source):
                 continue
             if n == 0:
                 continue
-            chunk = Chunk(puller.data[:n].copy(), puller.ts[:n].copy())
+            # numeric: a view of the reused buffer, copied; strings: a fresh array already
+            data = puller.data[:n] if puller_cls is StringPuller else puller.data[:n].copy()
+            chunk = Chunk(data, puller.ts[:n].copy())
             self.samples_in += n
             delivered += n
             loop.call_soon_threadsafe(self._put, chunk)

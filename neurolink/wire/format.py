@@ -16,7 +16,14 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from neurolink.codecs.base import CODE_DTYPES, DTYPE_CODES, MAX_CHANNELS, MAX_DECODED_BYTES
+from neurolink.codecs.base import (
+    CODE_DTYPES,
+    DTYPE_CODES,
+    MAX_CHANNELS,
+    MAX_DECODED_BYTES,
+    MAX_STRING_VALUES,
+    STRING_CODE,
+)
 from neurolink.errors import WireFormatError
 
 MAGIC = b"NLNK"
@@ -160,14 +167,20 @@ def parse_frame_header(buf: bytes | memoryview) -> FrameHeader:
         raise WireFormatError("n_samples", 28, f"{n_s} samples per frame exceed the limit {MAX_SAMPLES_PER_FRAME}")
     if n_ch == 0 and not flags & FLAG_END_OF_STREAM:
         raise WireFormatError("n_channels", 32, "zero channels")
-    if dcode not in CODE_DTYPES:
+    if dcode == STRING_CODE:  # str values have no itemsize: bound their count (their text is in the payload bound)
+        if n_s * n_ch > MAX_STRING_VALUES:
+            raise WireFormatError("n_samples", 28, f"{n_s}x{n_ch} string values exceed the limit {MAX_STRING_VALUES}")
+        dtype_name = "string"
+    elif dcode not in CODE_DTYPES:
         raise WireFormatError("dtype", 34, f"unknown dtype code {dcode}")
-    dtype = CODE_DTYPES[dcode]
-    if n_s * n_ch * dtype.itemsize > MAX_DECODED_BYTES:
-        raise WireFormatError("n_samples", 28, f"{n_s}x{n_ch} {dtype.name} exceeds {MAX_DECODED_BYTES} bytes")
+    else:
+        dtype = CODE_DTYPES[dcode]
+        if n_s * n_ch * dtype.itemsize > MAX_DECODED_BYTES:
+            raise WireFormatError("n_samples", 28, f"{n_s}x{n_ch} {dtype.name} exceeds {MAX_DECODED_BYTES} bytes")
+        dtype_name = dtype.name
     if plen > MAX_PAYLOAD:
         raise WireFormatError("payload_len", 36, f"{plen} bytes exceed the limit {MAX_PAYLOAD}")
-    return FrameHeader(sid, seq, ts, n_s, n_ch, dtype.name, level, flags, plen)
+    return FrameHeader(sid, seq, ts, n_s, n_ch, dtype_name, level, flags, plen)
 
 
 def parse_frame(buf: bytes | memoryview) -> Frame:

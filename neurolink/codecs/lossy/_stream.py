@@ -71,6 +71,11 @@ class LossyStreamCodec(Codec):
         return 16 + n_s * n_ch * 8 + n_ch * 16
 
     # ---- public API -----------------------------------------------------------------------------
+    @staticmethod
+    def is_keyframe(blob: bytes | memoryview) -> bool:
+        """True if the payload decodes on its own (the first header bit, MSB-first)."""
+        return len(blob) > 0 and bool(blob[0] & 0x80)
+
     def reset(self) -> None:
         self._enc_shape = None
         self._dec_shape = None
