@@ -110,10 +110,10 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
 
 async def _warm_codecs(ladders: list[list[dict[str, Any]]]) -> None:
     """Compile codec kernels before any frame flows (numba specialises on dtype, not on shape)."""
-    from neurolink.codecs.dtype_ladder import LOSSLESS_FALLBACK
+    from neurolink.codecs.dtype_ladder import float_configs
 
     configs = [c for ladder in ladders for c in ladder]
-    configs += [c for c in LOSSLESS_FALLBACK.values() if c not in configs]  # what other channel formats run
+    configs += [c for ladder in ladders for c in float_configs(ladder) if c not in configs]  # other formats
     spent = 0.0
     for dtype in (np.int16, np.int32, np.float32, np.float64):
         spent += await asyncio.to_thread(warm_up, configs, 8, 30, dtype)

@@ -74,3 +74,13 @@ def resolve_ladder(ladder: list[dict[str, Any]], dtype: str, *, explicit: bool, 
         log.warning("stream %r: ladder levels %s %s %s: they send lossless %s (configure a ladder for this "
                     "stream to rate-control it)", stream, ", ".join(replaced), why, dtype, fallback["id"])
     return out
+
+
+def float_configs(ladder: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every codec config a stream of another channel format runs with this (packaged-style) ladder, for
+    warm-up: numba compiles a kernel per argument type, and a first float frame must not wait for it."""
+    out: list[dict[str, Any]] = [dict(c) for c in LOSSLESS_FALLBACK.values() if c["id"] != "nl-text"]
+    for cfg in resolve_ladder(list(ladder), "float32", explicit=False):
+        if cfg not in out:
+            out.append(cfg)
+    return out

@@ -45,6 +45,7 @@ from neurolink.errors import CodecError, MissingReferenceError
 F_PARAMS, F_INT, F_RAW, F_ESC, F_ZSTD = 1, 2, 4, 8, 16
 _UINT = {4: np.uint32, 8: np.uint64}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
 REFIT_ESCAPE_FRACTION = 0.002  # an integer channel escaping more than this is refit (kept if the fit is better)
 FIT_ROWS = 256  # recent rows per channel a fit looks at
 REFIT_ROWS = 1024  # rows between fits (at least one keyframe interval): fits cost ~ms at 1024 channels
@@ -139,8 +140,11 @@ def _fit_affine(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a32, b32 = a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
     zero = np.zeros_like(b)
     ai = _scale_within(v, a, b)
-    cands = [(a, b), (ai, _offset_within(wg, ai, b)), (a, _offset_within(wg, a, b)), (a, zero), (a32, b32),
-             (a32, _offset_within(wg, a32, b32)), (a32, zero)]
+    a0 = _scale_given_offset(wg, a, zero)  # no offset: the common case, solved exactly
+    b1 = _offset_within(wg, ai, b)  # else alternate: offset given scale, scale given offset, offset again
+    a1 = _scale_given_offset(wg, ai, b1)
+    cands = [(a, b), (a0, zero), (a1, _offset_within(wg, a1, b1)), (ai, b1), (a, _offset_within(wg, a, b)),
+             (a, zero), (a32, b32), (a32, _offset_within(wg, a32, b32)), (a32, zero)]
     for digits in (3, 4, 5, 6, 7, 10, 13):  # scales written as short decimals (0.195, 0.1, 1e-6) in the source
         ad = np.array([float(f"{x:.{digits}g}") for x in a])
         cands += [(ad, zero), (ad, np.array([float(f"{x:.{digits}g}") for x in b]))]
@@ -193,6 +197,25 @@ def _scale_within(v: np.ndarray, scale: np.ndarray, offset: np.ndarray, k: int =
         hi = np.where(ok, (dv + dh) / np.where(ok, dq, 1.0), np.inf).min(axis=(0, 1))
         mid = (lo + hi) / 2
     return np.where(np.isfinite(mid) & (lo <= hi), mid, scale)
+
+
+def _scale_given_offset(w: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The scale every value agrees on for this offset: a value ``x`` with count ``q != 0`` that rounds
+    from ``q * scale + offset`` bounds the scale to ``(x -+ h - offset) / q`` (``h``: half its float
+    spacing); the middle of the intersection over all values (``scale`` where the bounds do not meet).
+    The truth always lies inside, so with the right offset (often 0) this finds a reproducing scale where
+    least squares is off by an ulp's worth of rounding."""
+    with np.errstate(all="ignore"):
+        q = counts(w, scale, offset)
+        x = w.astype(np.float64)
+        h = np.spacing(np.abs(w)).astype(np.float64) / 2
+        ok = (q != 0) & np.isfinite(x)
+        qs = np.where(ok, q, 1.0)
+        a1, a2 = (x - h - offset) / qs, (x + h - offset) / qs
+        lo = np.where(ok, np.minimum(a1, a2), -np.inf).max(axis=0)
+        hi = np.where(ok, np.maximum(a1, a2), np.inf).min(axis=0)
+        mid = (lo + hi) / 2
+    return np.where(np.isfinite(mid) & (lo <= hi) & (mid > 0), mid, np.abs(scale))
 
 
 def _offset_within(w: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -273,6 +296,21 @@ def _quantise(x, ich, scale, offset, lo, hi, is32, q, bad) -> int:  # pragma: no
     return n_bad
 
 
+@njit(cache=True, nogil=True)
+def _reconstruct_into(q, ich, scale, offset, is32, y) -> None:  # pragma: no cover - numba
+    """:func:`reconstruct` of counts ``q`` written into the columns ``ich`` of ``y`` (the decoder's hot path)."""
+    for t in range(q.shape[0]):
+        for j in range(ich.shape[0]):
+            c = np.float64(q[t, j])
+            s = scale[j]
+            if s < 0:
+                y[t, ich[j]] = np.float32(np.float32(c) * np.float32(-s)) + np.float32(offset[j])
+            elif is32:
+                y[t, ich[j]] = np.float32(c * s + offset[j])
+            else:
+                y[t, ich[j]] = c * s + offset[j]
+
+
 def _xor_planes(x: np.ndarray) -> bytes:
     """Channel-major, each sample XOR the previous one, then byte planes (most alike bytes adjacent)."""
     u = np.ascontiguousarray(x.T).view(_UINT[x.dtype.itemsize])
@@ -340,6 +378,7 @@ class NlFloat(Codec):
     def reset(self) -> None:
         # encoder
         self._inner = self._make_inner()
+        self._inner_i32 = "int32" in self._inner.dtypes  # else int32 counts go in as float32 (exact < 2^24)
         self._shape: tuple[int, np.dtype] | None = None  # (n_channels, dtype) the state is for
         self._mask = np.zeros(0, bool)  # integer-path channels
         self._scale = np.zeros(0)  # per channel (negative: float32 arithmetic, see reconstruct)
@@ -369,12 +408,14 @@ class NlFloat(Codec):
         self._inner.request_keyframe()
 
     # -- encoder ---------------------------------------------------------------------------------
-    def _remember(self, x: np.ndarray) -> None:
+    def _remember(self, x: np.ndarray, due: int) -> None:
+        """Count the rows; keep the ones the next fit (``due`` rows after the last) will look at."""
         ring = self._ring
         assert ring is not None
-        n = min(x.shape[0], FIT_ROWS)
-        idx = (self._ring_n + np.arange(x.shape[0] - n, x.shape[0])) % FIT_ROWS
-        ring[idx] = x[-n:]
+        if self._rows_since_fit + x.shape[0] > due - FIT_ROWS:
+            n = min(x.shape[0], FIT_ROWS)
+            idx = (self._ring_n + np.arange(x.shape[0] - n, x.shape[0])) % FIT_ROWS
+            ring[idx] = x[-n:]
         self._ring_n += x.shape[0]
         self._rows_since_fit += x.shape[0]
         self._rows_since_check += x.shape[0]
@@ -429,12 +470,12 @@ class NlFloat(Codec):
         put_uvarint(out, n_s)
         if not n_s:  # an empty frame: no state, no parameters (decodes without a reference)
             return bytes(out)
-        self._remember(x)
         # fits: once a few rows are in, again when the window is full, then every REFIT_ROWS (or interval)
         if self._fits < 2:
             due = FIT_MIN_ROWS if self._fits == 0 else FIT_ROWS - FIT_MIN_ROWS
         else:
             due = max(REFIT_ROWS, n_s * self.keyframe_interval)
+        self._remember(x, due)
         if self._rows_since_fit >= due:
             self._fits += 1
             self._refit()
@@ -456,7 +497,7 @@ class NlFloat(Codec):
                 xi = x[:, ich]
                 bad = ~np.isfinite(xi) | (qi == -lim) | (qi == lim - 1)
                 n_bad = int(bad.sum())
-            int_part = inner.encode(qi if qi.dtype.name in inner.dtypes else qi.astype(np.float32))
+            int_part = inner.encode(qi if self._q16 or self._inner_i32 else qi.astype(np.float32))
             is_key = getattr(inner, "is_keyframe", None)
             key = bool(is_key(int_part)) if is_key is not None else not inner.streaming
             if pend is not None and not key:
@@ -513,7 +554,7 @@ class NlFloat(Codec):
         if flags & ~(F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD):
             raise CodecError(f"{cid}: unknown flags 0x{flags:02x} at offset 0")
         code = rd.byte("dtype")
-        if code not in CODE_DTYPES or CODE_DTYPES[code].name not in self.dtypes:
+        if code not in _FLOAT_CODES:
             raise CodecError(f"{cid}: dtype code {code} at offset 1 is not float32/float64")
         dt = CODE_DTYPES[code]
         n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
@@ -555,7 +596,7 @@ class NlFloat(Codec):
             if q.shape != (n_s, n_int):
                 self._dparams = None
                 raise MissingReferenceError(f"{cid}: integer part decodes to {q.shape}, expected {(n_s, n_int)}")
-            y[:, mask] = reconstruct(q, scale, offset, dt)
+            _reconstruct_into(q, np.flatnonzero(mask), scale, offset, dt.itemsize == 4, y)
         elif flags & F_INT:
             raise CodecError(f"{cid}: integer part present without integer channels")
         n_raw = n_ch - n_int

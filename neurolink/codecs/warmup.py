@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ladder", default=None, help="ladder TOML (default: the packaged one)")
     p.add_argument("--dtypes", default="int16,int32,float32,float64", help="comma-separated sample dtypes")
     args = p.parse_args(argv)
-    from neurolink.codecs.dtype_ladder import LOSSLESS_FALLBACK
+    from neurolink.codecs.dtype_ladder import float_configs
     from neurolink.codecs.ladder import load_ladder
 
     ladder = load_ladder(args.ladder)
-    configs = list(ladder) + [c for c in LOSSLESS_FALLBACK.values() if c not in list(ladder)]
+    configs = list(ladder) + [c for c in float_configs(list(ladder)) if c not in list(ladder)]
     total = 0.0
     for dt in args.dtypes.split(","):
         # one narrow and one wide shape: numba specialises on types, but some codecs branch on width

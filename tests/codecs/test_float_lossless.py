@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zstandard
 from conftest import SHARED, recordings
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -52,33 +52,39 @@ def test_any_floats_roundtrip_bit_exact(x, frame):
     _stream(x, frame)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)  # a ratio heuristic: the same cases every run
-@given(st.integers(-8, 8), st.floats(1e-4, 10.0), st.floats(-1e3, 1e3), st.sampled_from([np.float32, np.float64]),
-       st.booleans(), st.integers(0, 2**31 - 1))
-def test_counts_times_scale_take_the_integer_path(log_range, scale, offset, dtype, f32_arith, seed):
-    """Whatever scale and offset a float32 source used (in float64 or float32 arithmetic), or the scale
-    of a float64 one, and with a NaN and a -0.0 thrown in: bit-exact, and most channels end on the
-    integer path. Limits, where channels take the raw path (still exact): a float64 stream is reproduced
-    bit for bit only by the source's own constants (scales written as short decimals are found, an
-    arbitrary float64 offset is not); in float32 arithmetic an offset is found within one step; a step
-    under 10 float spacings (a count barely resolved by the float format) is not attempted."""
-    rng = np.random.default_rng(seed)
-    top = abs(offset) + 4000 * scale * 2 ** (log_range % 4)
-    assume(dtype == np.float64 or np.spacing(np.float32(top)) < 0.05 * scale)
-    if dtype == np.float64:
-        offset = 0.0
-        scale = float(f"{scale:.4g}")
-    elif f32_arith:
-        offset = float(np.clip(offset, -scale, scale))
-    q = np.cumsum(rng.integers(-40, 41, (600, 3)), axis=0) * 2 ** (log_range % 4)
-    if f32_arith and dtype == np.float32:
-        x = (q.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(dtype)
-    else:
-        x = (q * scale + offset).astype(dtype)
-    x[300, 0] = np.nan
-    x[301, 1] = -0.0
-    _, enc = _stream(x, 10)
-    assert enc._mask.sum() >= 2, f"integer path on {enc._mask.sum()}/3 channels"
+def test_counts_times_scale_take_the_integer_path():
+    """Sources publishing counts x scale + offset, with scales, offsets and amplitudes drawn at random (in
+    float64 or float32 arithmetic; a NaN and a -0.0 thrown in): bit-exact always, and nearly every channel
+    on the integer path. Deterministic cases (a ratio heuristic must not make CI flaky). Limits, where a
+    channel takes the raw path (still exact): a float64 stream is reproduced bit for bit only by the
+    source's own constants (scales written as short decimals are found, an arbitrary float64 offset is
+    not); in float32 arithmetic an offset is found within half a step; counts that are all multiples of
+    one odd number read as a coarser scale; a step under 10 float spacings (a count
+    barely resolved by the float format) is not attempted."""
+    rng = np.random.default_rng(2026)
+    on, total = 0, 0
+    for case in range(36):
+        dtype = (np.float32, np.float32, np.float64)[case % 3]
+        f32_arith = case % 6 == 1
+        scale = 10 ** rng.uniform(-3, 1)
+        offset = rng.uniform(-300, 300) if case % 4 else 0.0
+        if dtype == np.float64:
+            scale, offset = float(f"{scale:.4g}"), 0.0
+        elif f32_arith:
+            offset = float(rng.uniform(-0.5, 0.5) * scale)
+        q = np.cumsum(rng.integers(-40, 41, (600, 3)), axis=0) * 2 ** int(rng.integers(0, 3))
+        if f32_arith:
+            x = q.astype(np.float32) * np.float32(scale) + np.float32(offset)
+        else:
+            x = (q * scale + offset).astype(dtype)
+        if dtype == np.float32 and np.spacing(np.float32(np.abs(x).max())) > 0.05 * scale:
+            continue  # counts barely resolved by float32: not attempted (see above)
+        x[300, 0] = np.nan
+        x[301, 1] = -0.0
+        _, enc = _stream(x, 10)
+        on += int(enc._mask.sum())
+        total += 3
+    assert total >= 60 and on >= 0.9 * total, f"integer path on {on}/{total} channels"
 
 
 def _float_versions(x: np.ndarray, meta: dict) -> dict[str, np.ndarray]:
