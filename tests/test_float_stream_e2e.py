@@ -27,3 +27,24 @@ def test_float_stream_bit_exact_through_lsl_zmq_lsl(recording, source_id, dtype)
     assert tx.ladder[0]["id"] == "nl-float" and tx.stats.codec_ratio > 1.5  # the integer path carried it
     rx = receiver.streams[1].stats
     assert rx.frames_lost == 0 and rx.samples_concealed == 0 and receiver.bad_messages == 0
+
+
+def test_float_stream_lossy_levels_code_the_counts():
+    """The packaged ladder on a float32 µV stream: each lossy level runs nl-float with that level's codec on
+    the recovered counts, so its error bound holds in counts (k LSB = k x 0.195 µV here)."""
+    from neurolink.codecs import get_codec, load_ladder
+    from neurolink.codecs.dtype_ladder import resolve_ladder
+
+    q = np.cumsum(np.random.default_rng(8).integers(-60, 61, (3000, 4)), axis=0)
+    f = (q * 0.195).astype(np.float32)
+    ladder, levels = load_ladder(), resolve_ladder(list(load_ladder()), "float32", explicit=False)
+    sizes = []
+    for orig, cfg in zip(ladder, levels, strict=True):
+        enc, dec = get_codec(cfg), get_codec(cfg)
+        blobs = [enc.encode(f[i:i + 15]) for i in range(0, len(f), 15)]
+        y = np.concatenate([dec.decode(b) for b in blobs])
+        sizes.append(sum(map(len, blobs)))
+        if orig["id"] == "nl-nearlossless":  # error bound k counts, after the first fit (64 rows raw, exact)
+            ulp = float(np.spacing(np.abs(f)).max())  # the float32 output's own rounding
+            assert np.abs(y.astype(np.float64) - f)[64:].max() <= orig["k"] * 0.195 + ulp
+    assert sizes[-1] < sizes[3] < sizes[0]  # the ladder still lowers the rate

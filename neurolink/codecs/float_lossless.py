@@ -12,12 +12,14 @@ zstd (Gorilla/blosc-style), every frame on its own. Either way the output is bit
 -0.0 included.
 
 Payload: ``flags u8`` (bit0 parameters follow, bit1 integer part, bit2 raw part, bit3 escapes, bit4 raw
-part zstd-compressed), ``dtype u8`` (``DTYPE_CODES``), ``n_channels`` and ``n_samples`` varints; with
-bit0: the number of integer channels, the channel mask (one bit per channel, LSB first) and per integer
-channel ``scale, offset`` (float64 LE); then ``len + nl-lossless payload`` (bit1), ``len + raw bytes``
-(bit2), ``count + uint32 flat indices + verbatim values`` (bit3). Parameters travel with every keyframe
-of the inner ``nl-lossless`` stream (and only there), so a receiver that lost a frame recovers at the
-next keyframe exactly as it does for integer streams.
+part zstd-compressed; 0x20 alone: an empty frame, then ``dtype u8`` and ``n_channels``); with bit0, ``dtype
+u8`` (``DTYPE_CODES``) and ``n_channels`` (a frame without parameters takes both from its keyframe);
+``n_samples``; with bit0, the number of integer channels, the channel mask (one bit per channel, LSB
+first) and per integer channel ``scale, offset`` (float64 LE; a negative scale means float32 arithmetic);
+then the integer part (``nl-lossless`` payload), the raw part and the escapes (``count``, uint32 flat
+indices, verbatim values), each part length-prefixed unless it ends the payload. Parameters travel with
+every keyframe of the inner codec (and only there), so a receiver that lost a frame recovers at the next
+keyframe exactly as it does for integer streams.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from neurolink.codecs.lossless import NlLossless
 from neurolink.codecs.lossless.varint import Reader, put_uvarint
 from neurolink.errors import CodecError, MissingReferenceError
 
-F_PARAMS, F_INT, F_RAW, F_ESC, F_ZSTD = 1, 2, 4, 8, 16
+F_PARAMS, F_INT, F_RAW, F_ESC, F_ZSTD, F_EMPTY = 1, 2, 4, 8, 16, 32
 _UINT = {4: np.uint32, 8: np.uint64}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
@@ -465,10 +467,9 @@ class NlFloat(Codec):
             self._ring = np.zeros((FIT_ROWS, n_ch), dt)
             self._esc_count = np.zeros(n_ch, np.int64)
             self._apply(np.zeros(n_ch, bool), np.zeros(n_ch), np.zeros(n_ch), True)
-        out = bytearray((0, self._code))
-        put_uvarint(out, n_ch)
-        put_uvarint(out, n_s)
         if not n_s:  # an empty frame: no state, no parameters (decodes without a reference)
+            out = bytearray((F_EMPTY, self._code))
+            put_uvarint(out, n_ch)
             return bytes(out)
         # fits: once a few rows are in, again when the window is full, then every REFIT_ROWS (or interval)
         if self._fits < 2:
@@ -481,6 +482,8 @@ class NlFloat(Codec):
             self._refit()
         flags = 0
         n_bad = 0
+        params = bytearray()
+        int_part = raw_part = esc_part = b""
         pend = self._pending
         if pend is not None:
             self._apply(*pend)  # takes effect on this frame, which is a keyframe (forced below)
@@ -504,30 +507,44 @@ class NlFloat(Codec):
                 raise CodecError("nl-float: internal error, parameter change without an inner keyframe")
             if key:
                 flags |= F_PARAMS
-                self._put_params(out)
+                self._put_params(params)
             flags |= F_INT
-            put_uvarint(out, len(int_part))
-            out += int_part
         else:
             flags |= F_PARAMS  # no integer channels: every frame stands alone
-            out.append(0)
+            params.append(0)
         if self._raw.size:
-            planes = _xor_planes(x[:, self._raw])
-            z = self._cctx.compress(planes) if len(planes) > 64 else planes
-            if len(z) < len(planes):
+            raw_part = _xor_planes(x[:, self._raw])
+            z = self._cctx.compress(raw_part) if len(raw_part) > 64 else raw_part
+            if len(z) < len(raw_part):
                 flags |= F_ZSTD
-                planes = z
+                raw_part = z
             flags |= F_RAW
-            put_uvarint(out, len(planes))
-            out += planes
         if n_bad:
             flags |= F_ESC
             flat = np.flatnonzero(bad)
             self._esc_count[ich] += bad.sum(axis=0)
-            put_uvarint(out, flat.size)
-            out += flat.astype("<u4").tobytes()
-            out += np.ascontiguousarray(x[:, ich]).reshape(-1)[flat].astype(dt.newbyteorder("<")).tobytes()
-        out[0] = flags
+            esc = bytearray()
+            put_uvarint(esc, flat.size)
+            esc += flat.astype("<u4").tobytes()
+            esc += np.ascontiguousarray(x[:, ich]).reshape(-1)[flat].astype(dt.newbyteorder("<")).tobytes()
+            esc_part = bytes(esc)
+        # predicted frames leave out what the keyframe said (dtype, channels); a part that ends the payload
+        # carries no length (narrow streams: a few bytes a frame is a large share)
+        out = bytearray((flags,))
+        if flags & F_PARAMS:
+            out.append(self._code)
+            put_uvarint(out, n_ch)
+        put_uvarint(out, n_s)
+        out += params
+        if int_part:
+            if flags & (F_RAW | F_ESC):
+                put_uvarint(out, len(int_part))
+            out += int_part
+        if raw_part:
+            if flags & F_ESC:
+                put_uvarint(out, len(raw_part))
+            out += raw_part
+        out += esc_part
         return bytes(out)
 
     def _apply(self, mask: np.ndarray, scale: np.ndarray, offset: np.ndarray, q16: bool) -> None:
@@ -551,18 +568,25 @@ class NlFloat(Codec):
         cid = self.codec_id
         rd = Reader(blob, cid)
         flags = rd.byte("flags")
-        if flags & ~(F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD):
+        if flags & ~(F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD) and flags != F_EMPTY:
             raise CodecError(f"{cid}: unknown flags 0x{flags:02x} at offset 0")
-        code = rd.byte("dtype")
-        if code not in _FLOAT_CODES:
-            raise CodecError(f"{cid}: dtype code {code} at offset 1 is not float32/float64")
-        dt = CODE_DTYPES[code]
-        n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
+        if flags & (F_PARAMS | F_EMPTY):
+            code = rd.byte("dtype")
+            if code not in _FLOAT_CODES:
+                raise CodecError(f"{cid}: dtype code {code} at offset 1 is not float32/float64")
+            dt = CODE_DTYPES[code]
+            n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
+            if flags == F_EMPTY:
+                if rd.pos != len(blob):
+                    raise CodecError(f"{cid}: {len(blob) - rd.pos} unexpected trailing bytes at offset {rd.pos}")
+                return np.empty((0, n_ch), dt)
+        elif self._dparams is None:
+            raise MissingReferenceError(f"{cid}: frame without parameters before a keyframe (waiting for one)")
+        else:
+            n_ch, dt = self._dparams[0], self._dparams[1]
         n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, n_ch * dt.itemsize))
-        if not n_s and not flags:
-            if rd.pos != len(blob):
-                raise CodecError(f"{cid}: {len(blob) - rd.pos} unexpected trailing bytes at offset {rd.pos}")
-            return np.empty((0, n_ch), dt)
+        if not n_s:
+            raise CodecError(f"{cid}: zero samples in a non-empty frame (flags 0x{flags:02x})")
         if flags & F_PARAMS:
             n_int = rd.uvarint("n_integer_channels", n_ch)
             if n_int:
@@ -578,20 +602,15 @@ class NlFloat(Codec):
                 params = (n_ch, dt, np.zeros(n_ch, bool), np.zeros(0), np.zeros(0))
             self._dparams = None  # until this frame decodes
         else:
-            if self._dparams is None:
-                raise MissingReferenceError(f"{cid}: frame without parameters before a keyframe (waiting for one)")
+            assert self._dparams is not None
             params = self._dparams
-            if params[0] != n_ch or params[1] != dt:
-                self._dparams = None
-                raise MissingReferenceError(f"{cid}: frame of {n_ch} {dt.name} channels does not match the "
-                                            f"keyframe's {params[0]} {params[1].name}: waiting for a keyframe")
         _, _, mask, scale, offset = params
         n_int = int(mask.sum())
         y = np.empty((n_s, n_ch), dt)
         if n_int and n_s:
             if not flags & F_INT:
                 raise CodecError(f"{cid}: {n_int} integer channels but no integer part (flags 0x{flags:02x})")
-            size = rd.uvarint("integer part length", len(blob))
+            size = rd.uvarint("integer part length", len(blob)) if flags & (F_RAW | F_ESC) else len(blob) - rd.pos
             q = self._dinner.decode(rd.take(size, "integer part"))
             if q.shape != (n_s, n_int):
                 self._dparams = None
@@ -603,7 +622,7 @@ class NlFloat(Codec):
         if n_raw and n_s:
             if not flags & F_RAW:
                 raise CodecError(f"{cid}: {n_raw} raw channels but no raw part (flags 0x{flags:02x})")
-            size = rd.uvarint("raw part length", len(blob))
+            size = rd.uvarint("raw part length", len(blob)) if flags & F_ESC else len(blob) - rd.pos
             body = rd.take(size, "raw part")
             expected = n_s * n_raw * dt.itemsize
             if flags & F_ZSTD:
