@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
+from neurolink.codecs._zstd import inflate_exact
 from neurolink.codecs.base import ARRAY_HEADER_SIZE, Codec, as_2d, pack_array_header, unpack_array_header
 from neurolink.errors import CodecError
 
@@ -38,16 +39,8 @@ class DeltaZstd(Codec):
     def decode(self, blob: bytes) -> np.ndarray:
         dtype, _flags, n_s, n_ch = unpack_array_header(blob, self.codec_id)
         expected = n_s * n_ch * dtype.itemsize
-        try:
-            payload = bytes(blob[ARRAY_HEADER_SIZE:])
-            declared = zstandard.frame_content_size(payload)  # zstd would allocate this much up front
-            if declared not in (-1, expected):
-                raise CodecError(f"delta-zstd: zstd frame declares {declared} bytes, header says {expected}")
-            raw = self._dctx.decompress(payload, max_output_size=expected)
-        except zstandard.ZstdError as exc:
-            raise CodecError(f"delta-zstd: corrupt zstd payload at offset {ARRAY_HEADER_SIZE}: {exc}") from exc
-        if len(raw) != expected:
-            raise CodecError(f"delta-zstd: payload decodes to {len(raw)} bytes, header says {expected}")
+        raw = inflate_exact(self._dctx, bytes(blob[ARRAY_HEADER_SIZE:]), expected,
+                            f"delta-zstd: payload at offset {ARRAY_HEADER_SIZE}")
         t = np.frombuffer(raw, dtype=dtype).reshape(n_ch, n_s)
         if self.delta and n_s > 1:
             t = np.cumsum(t, axis=1, dtype=dtype)

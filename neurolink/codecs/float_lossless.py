@@ -32,6 +32,7 @@ import numpy as np
 import zstandard
 from numba import njit
 
+from neurolink.codecs._zstd import inflate_exact
 from neurolink.codecs.base import (
     CODE_DTYPES,
     DTYPE_CODES,
@@ -626,13 +627,7 @@ class NlFloat(Codec):
             body = rd.take(size, "raw part")
             expected = n_s * n_raw * dt.itemsize
             if flags & F_ZSTD:
-                try:
-                    declared = zstandard.frame_content_size(body)
-                    if declared not in (-1, expected):
-                        raise CodecError(f"{cid}: zstd frame declares {declared} bytes, expected {expected}")
-                    body = self._dctx.decompress(body, max_output_size=expected)
-                except zstandard.ZstdError as exc:
-                    raise CodecError(f"{cid}: corrupt zstd raw part: {exc}") from exc
+                body = inflate_exact(self._dctx, body, expected, f"{cid}: raw part")
             if len(body) != expected:
                 raise CodecError(f"{cid}: raw part holds {len(body)} bytes, expected {expected}")
             y[:, ~mask] = _unxor_planes(body, n_s, n_raw, dt)
