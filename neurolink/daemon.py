@@ -69,12 +69,20 @@ def _security(cfg: dict[str, Any], transport: dict[str, Any], role: str) -> Any:
     return cipher_from_config(cfg.get("security"), role=role)
 
 
-async def run_sender(cfg: dict[str, Any]) -> int:
+def build_specs(cfg: dict[str, Any]) -> list[StreamSpec]:
+    """The sender's streams from a validated config."""
     specs = []
     for st in cfg["stream"]:
-        ladder = load_ladder(st["ladder"]) if st.get("ladder") else load_ladder()
+        # no ladder configured: None, so the sender picks the packaged one per channel format (its lossy
+        # levels are calibrated for int16 counts; see neurolink/codecs/dtype_ladder.py)
+        ladder = load_ladder(st["ladder"]) if st.get("ladder") else None
         specs.append(StreamSpec(build_source(st["source"]), int(st["id"]), ladder, float(st["frame_ms"]),
                                 int(st["queue_frames"]), dict(st["controller"])))
+    return specs
+
+
+async def run_sender(cfg: dict[str, Any]) -> int:
+    specs = build_specs(cfg)
     tcfg = dict(cfg["transport"])
     sealer = _security(cfg, tcfg, "sender")
     sender = Sender(specs, make_sender_transport(tcfg), control_interval_s=cfg["sender"]["control_interval_s"],

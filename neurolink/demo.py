@@ -129,7 +129,9 @@ async def run_demo(args: argparse.Namespace, rec: Recording | None = None) -> in
         raw_bps = rec.data.shape[1] * rec.fs * rec.data.dtype.itemsize * 8
         shaper = LinkShaper(args.trace, raw_bps, k=args.trace_k, seed=0)
         print(f"link: shaped by trace {Path(args.trace).name} (median scaled to {args.trace_k} x raw bitrate)")
-    sender = Sender([StreamSpec(LSLSource(source_id=sid, resolve_timeout=10), 1, ladder, controller=controller)], tx_t, shaper=shaper)
+    spec_ladder = ladder if args.ladder else None  # None: the packaged ladder, resolved per channel format
+    sender = Sender([StreamSpec(LSLSource(source_id=sid, resolve_timeout=10), 1, spec_ladder, controller=controller)],
+                    tx_t, shaper=shaper)
     def make_sinks(h):
         return [LSLOutletSink(wait_consumer_s=10.0)]
 
