@@ -30,6 +30,9 @@ from neurolink.wire import format as wire
 
 log = logging.getLogger(__name__)
 
+#: a sequence gap this long may wrap a codec's frame counter (the lossy family counts mod 16)
+COUNTER_SAFE_GAP = 16
+
 SinkFactory = Callable[[wire.StreamHeader], list[Sink]]
 KEYFRAME_REQUEST_S = 0.02  # repeat a keyframe request for the same level at most this often
 # Capacity estimate: the probe bytes of the last CAPACITY_WINDOW packet pairs (no older than
@@ -69,6 +72,7 @@ class RxStats:
     decode_us: Ring = field(default_factory=Ring)
     ended: bool = False
     sinks_failed: int = 0  # sinks that failed to open for this stream (logged; the others run)
+    sink_errors: int = 0  # pushes a sink raised on (logged; the data went to the other sinks)
 
     @property
     def ratio(self) -> float:
@@ -84,6 +88,7 @@ class _RxStream:
         # string streams (markers): nothing is concealed (a lost marker cannot be invented) and their
         # timestamps are delivered as sent (equal or out-of-order marker times are data, not jitter)
         self.text = header.channel_format == "string"
+        self.dtype = np.dtype(object) if self.text else np.dtype(header.channel_format)  # what decoders must return
         self.ladder = header.ladder or [header.codec]
         self.decoders: dict[int, Any] = {}
         self.expected: int | None = None
@@ -384,11 +389,18 @@ class Receiver:
         s.bytes_in += nbytes
         st.iv_bytes += nbytes
         s.level = h.level
+        if gap >= COUNTER_SAFE_GAP:
+            # a codec's own frame counter (4 to 6 bits) wraps over a loss this long: it could take the frame
+            # for its reference's successor. Restart the decoders: the next keyframe (requested) resumes.
+            for d in st.decoders.values():
+                d.reset()
         t = time.perf_counter_ns()
         try:
             data = st.decoder(h.level).decode(f.payload)
             if data.shape != (h.n_samples, h.n_channels):
                 raise CodecError(f"payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
+            if data.dtype != st.dtype:  # e.g. text for a numeric stream: no sink could take it
+                raise CodecError(f"payload decodes to {data.dtype.name}, the stream is {st.header.channel_format}")
         except MissingReferenceError:
             s.frames_undecodable += 1
             data = None
@@ -467,12 +479,22 @@ class Receiver:
         for d, t, c in pending:
             self._deliver(st, d, t - st.applied_offset, concealed=c)
 
+    def _settle_if_held(self, st: _RxStream) -> None:
+        if st.applied_offset is None and st.pending and self.streams.get(st.header.stream_id) is st:
+            self._settle(st)
+
     def _emit(self, st: _RxStream, data: np.ndarray, ts_sender: np.ndarray, *, concealed: bool) -> None:
         """Map sender timestamps into this clock and deliver; hold output until the offset is settled."""
         if data.shape[0] == 0:
             return
         if st.applied_offset is None:
-            if not st.clock.settled and time.monotonic() - st.created < self.clock_settle_s:
+            wait = self.clock_settle_s - (time.monotonic() - st.created)
+            if not st.clock.settled and wait > 0:
+                if not st.pending:  # sparse streams (markers): the next frame may be far off, so a timer settles
+                    try:
+                        asyncio.get_running_loop().call_later(wait, self._settle_if_held, st)
+                    except RuntimeError:  # offline use: the next frame or the end of the stream settles
+                        pass
                 st.pending.append((data, ts_sender, concealed))
                 return
             self._settle(st)
@@ -487,7 +509,14 @@ class Receiver:
             st.stats.timestamp_clamps += 1
             ts = ts + (st.last_ts - ts[0]) + (1.0 / st.fs if st.fs > 0 else 1e-6)
         for s in st.sinks:
-            s.push(data, ts, concealed=concealed)
+            try:
+                s.push(data, ts, concealed=concealed)
+            except Exception as exc:  # noqa: BLE001 - one failing sink (disk full, outlet gone) must not stop the others
+                st.stats.sink_errors += 1
+                n = st.stats.sink_errors
+                if n in (1, 10, 100, 1000) or n % 10000 == 0:
+                    log.error("stream %d: %s failed to take %d samples (%d failures so far): %s",
+                              st.header.stream_id, type(s).__name__, data.shape[0], n, exc)
         st.last_ts = float(ts[-1])
         st.last_sample = data[-1]
         st.stats.samples_out += data.shape[0]
@@ -591,7 +620,8 @@ class Receiver:
                 "name": st.header.name, "frames_ok": s.frames_ok, "frames_lost": s.frames_lost,
                 "frames_undecodable": s.frames_undecodable, "frames_late": s.frames_late,
                 "samples_out": s.samples_out, "samples_concealed": s.samples_concealed,
-                "gaps_unfilled": s.gaps_unfilled, "sinks_failed": s.sinks_failed, "ratio": s.ratio,
+                "gaps_unfilled": s.gaps_unfilled, "sinks_failed": s.sinks_failed, "sink_errors": s.sink_errors,
+                "ratio": s.ratio,
                 "latency_ms_p50": s.latency_ms.pct(50), "latency_ms_p99": s.latency_ms.pct(99),
                 "decode_us_p50": s.decode_us.pct(50), "clock_offset_ms": st.clock.offset * 1000,
                 "level": s.level, "ended": s.ended, "keyframe_requests": s.keyframe_requests,

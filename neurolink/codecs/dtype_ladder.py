@@ -65,14 +65,14 @@ def resolve_ladder(ladder: list[dict[str, Any]], dtype: str, *, explicit: bool, 
             out.append(dict(fallback))
             replaced.append(f"{i}:{cfg.get('id')}")
             lost_rate |= not lossless
-    if replaced and not lost_rate:
-        # markers (nl-text at every level), or float counts (lossless levels -> nl-float, lossy ones wrapped)
-        log.info("stream %r (%s): levels %s run %s%s", stream, dtype, ", ".join(replaced), fallback["id"],
-                 "; lossy levels code the recovered ADC counts" if any("inner" in c for c in out) else "")
+    if replaced and explicit:  # the user configured levels this stream's format cannot run
+        log.warning("stream %r: configured ladder levels %s do not accept %s: they send lossless %s", stream,
+                    ", ".join(replaced), dtype, fallback["id"])
     elif replaced:
-        why = "do not accept" if explicit else "are for int16 counts, not"
-        log.warning("stream %r: ladder levels %s %s %s: they send lossless %s (configure a ladder for this "
-                    "stream to rate-control it)", stream, ", ".join(replaced), why, dtype, fallback["id"])
+        why = ("no lossy codec takes " + dtype + ": the stream is exact at every level" if lost_rate
+               else "lossy levels code the recovered ADC counts" if any("inner" in c for c in out) else "")
+        log.info("stream %r (%s): levels %s run %s%s", stream, dtype, ", ".join(replaced), fallback["id"],
+                 f" ({why})" if why else "")
     return out
 
 

@@ -12,7 +12,8 @@ zstd (Gorilla/blosc-style), every frame on its own. Either way the output is bit
 -0.0 included.
 
 Payload: ``flags u8`` (bit0 parameters follow, bit1 integer part, bit2 raw part, bit3 escapes, bit4 raw
-part zstd-compressed; 0x20 alone: an empty frame, then ``dtype u8`` and ``n_channels``); with bit0, ``dtype
+part zstd-compressed, bits 6-7 the parameter epoch, +1 at every parameter change, so a frame that follows a
+lost change is detected; 0x20 alone: an empty frame, then ``dtype u8`` and ``n_channels``); with bit0, ``dtype
 u8`` (``DTYPE_CODES``) and ``n_channels`` (a frame without parameters takes both from its keyframe);
 ``n_samples``; with bit0, the number of integer channels, the channel mask (one bit per channel, LSB
 first) and per integer channel ``scale, offset`` (float64 LE; a negative scale means float32 arithmetic);
@@ -46,9 +47,11 @@ from neurolink.codecs.lossless.varint import Reader, put_uvarint
 from neurolink.errors import CodecError, MissingReferenceError
 
 F_PARAMS, F_INT, F_RAW, F_ESC, F_ZSTD, F_EMPTY = 1, 2, 4, 8, 16, 32
+EPOCH_SHIFT = 6  # flags bits 6-7: the parameter epoch (counts parameter changes), checked on every frame
 _UINT = {4: np.uint32, 8: np.uint64}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_CODES = (DTYPE_CODES["float32"], DTYPE_CODES["float64"])
+LOSSY_MIN_DISTINCT = 16  # a lossy level leaves channels with fewer distinct values in its window exact
 REFIT_ESCAPE_FRACTION = 0.002  # an integer channel escaping more than this is refit (kept if the fit is better)
 FIT_ROWS = 256  # recent rows per channel a fit looks at
 REFIT_ROWS = 1024  # rows between fits (at least one keyframe interval): fits cost ~ms at 1024 channels
@@ -393,6 +396,7 @@ class NlFloat(Codec):
         self._rows_since_check = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None = None  # params for the next keyframe
         self._q16 = True  # integer path counts as int16 (else int32)
+        self._epoch = 0  # parameter changes so far, mod 4 (in every frame's flags)
         self._fits = 0  # fits so far: the first after FIT_MIN_ROWS rows, the second once the window is full
         self._code = 0
         self._ich = self._raw = np.zeros(0, np.int64)
@@ -400,7 +404,7 @@ class NlFloat(Codec):
         self._u: type = np.uint32
         # decoder
         self._dinner = self._make_inner()
-        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray, int] | None = None
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
@@ -448,8 +452,19 @@ class NlFloat(Codec):
         q16 = self._q16
         if mask.any():  # int16 counts (the inner codec's best path) when the window's counts fit
             ich = np.flatnonzero(mask)
-            w = self._ring[:rows][:, ich].astype(np.float64)
-            q16 = bool((np.abs(counts(w, scale[ich], offset[ich])) < 2**15 - 1).all())
+            w = self._ring[:rows][:, ich]
+            q = counts(w, scale[ich], offset[ich])
+            fits16 = (np.abs(np.where(np.isfinite(w), q, 0.0)) < 2**15 - 1).all(axis=0)  # (inf/NaN: escapes)
+            if self._lossy:
+                # lossy levels code int16 counts only (their codecs' range), and only fine grids: a channel
+                # with few distinct values (trigger, status word) would lose whole steps, so it stays exact
+                v = np.sort(w, axis=0)
+                distinct = 1 + (np.diff(v, axis=0) > 0).sum(axis=0)
+                keep = fits16 & (distinct >= LOSSY_MIN_DISTINCT)
+                mask[ich[~keep]] = False
+                q16 = True
+            else:
+                q16 = bool(fits16.all())
         if (not np.array_equal(mask, self._mask) or not np.array_equal(scale[mask], self._scale[mask])
                 or q16 != self._q16):
             self._pending = (mask, scale, offset, q16)
@@ -459,6 +474,8 @@ class NlFloat(Codec):
         if not (type(x) is np.ndarray and x.ndim == 2 and x.dtype in _FLOATS and x.flags.c_contiguous
                 and x.shape[1] <= MAX_CHANNELS and x.nbytes <= MAX_DECODED_BYTES):
             x = as_2d(x, self.codec_id, self.dtypes)
+            if not x.dtype.isnative:
+                x = x.astype(x.dtype.newbyteorder("="))
         n_s, n_ch = x.shape
         dt = x.dtype
         if self._shape != (n_ch, dt):
@@ -490,6 +507,7 @@ class NlFloat(Codec):
             self._apply(*pend)  # takes effect on this frame, which is a keyframe (forced below)
             self._pending = None
             self._inner.request_keyframe()
+            self._epoch = (self._epoch + 1) & 3
         ich = self._ich
         if ich.size:
             qi = np.empty((n_s, ich.size), np.int16 if self._q16 else np.int32)
@@ -531,7 +549,7 @@ class NlFloat(Codec):
             esc_part = bytes(esc)
         # predicted frames leave out what the keyframe said (dtype, channels); a part that ends the payload
         # carries no length (narrow streams: a few bytes a frame is a large share)
-        out = bytearray((flags,))
+        out = bytearray((flags | self._epoch << EPOCH_SHIFT,))
         if flags & F_PARAMS:
             out.append(self._code)
             put_uvarint(out, n_ch)
@@ -565,10 +583,20 @@ class NlFloat(Codec):
             out += np.stack([self._scale[ich], self._offset[ich]], axis=1).astype("<f8").tobytes()
 
     # -- decoder ---------------------------------------------------------------------------------
+    def _layout_error(self, flags: int, msg: str) -> CodecError:
+        """A frame whose parts do not match its channel layout: corrupt if it carries the layout itself;
+        without parameters, its keyframe (a parameter change) was lost: wait for the next one."""
+        if flags & F_PARAMS:
+            return CodecError(msg)
+        self._dparams = None
+        return MissingReferenceError(f"{msg}: its keyframe was lost, waiting for the next one")
+
     def decode(self, blob: bytes) -> np.ndarray:
         cid = self.codec_id
         rd = Reader(blob, cid)
         flags = rd.byte("flags")
+        epoch = flags >> EPOCH_SHIFT
+        flags &= (1 << EPOCH_SHIFT) - 1
         if flags & ~(F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD) and flags != F_EMPTY:
             raise CodecError(f"{cid}: unknown flags 0x{flags:02x} at offset 0")
         if flags & (F_PARAMS | F_EMPTY):
@@ -583,6 +611,10 @@ class NlFloat(Codec):
                 return np.empty((0, n_ch), dt)
         elif self._dparams is None:
             raise MissingReferenceError(f"{cid}: frame without parameters before a keyframe (waiting for one)")
+        elif self._dparams[5] != epoch:  # the parameters changed in a keyframe this decoder did not see
+            self._dparams = None
+            raise MissingReferenceError(f"{cid}: frame of parameter epoch {epoch}, the decoder holds "
+                                        "another: a keyframe was lost, waiting for the next one")
         else:
             n_ch, dt = self._dparams[0], self._dparams[1]
         n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, n_ch * dt.itemsize))
@@ -598,19 +630,19 @@ class NlFloat(Codec):
                 p = np.frombuffer(rd.take(16 * n_int, "scale/offset"), "<f8").reshape(n_int, 2)
                 if not (np.isfinite(p).all() and (p[:, 0] != 0).all()):
                     raise CodecError(f"{cid}: non-finite or zero scale/offset in the parameters")
-                params = (n_ch, dt, mask, p[:, 0].copy(), p[:, 1].copy())
+                params = (n_ch, dt, mask, p[:, 0].copy(), p[:, 1].copy(), epoch)
             else:
-                params = (n_ch, dt, np.zeros(n_ch, bool), np.zeros(0), np.zeros(0))
+                params = (n_ch, dt, np.zeros(n_ch, bool), np.zeros(0), np.zeros(0), epoch)
             self._dparams = None  # until this frame decodes
         else:
             assert self._dparams is not None
             params = self._dparams
-        _, _, mask, scale, offset = params
+        _, _, mask, scale, offset, _ = params
         n_int = int(mask.sum())
         y = np.empty((n_s, n_ch), dt)
         if n_int and n_s:
             if not flags & F_INT:
-                raise CodecError(f"{cid}: {n_int} integer channels but no integer part (flags 0x{flags:02x})")
+                raise self._layout_error(flags, f"{cid}: {n_int} integer channels but no integer part (flags 0x{flags:02x})")
             size = rd.uvarint("integer part length", len(blob)) if flags & (F_RAW | F_ESC) else len(blob) - rd.pos
             q = self._dinner.decode(rd.take(size, "integer part"))
             if q.shape != (n_s, n_int):
@@ -618,11 +650,11 @@ class NlFloat(Codec):
                 raise MissingReferenceError(f"{cid}: integer part decodes to {q.shape}, expected {(n_s, n_int)}")
             _reconstruct_into(q, np.flatnonzero(mask), scale, offset, dt.itemsize == 4, y)
         elif flags & F_INT:
-            raise CodecError(f"{cid}: integer part present without integer channels")
+            raise self._layout_error(flags, f"{cid}: integer part present without integer channels")
         n_raw = n_ch - n_int
         if n_raw and n_s:
             if not flags & F_RAW:
-                raise CodecError(f"{cid}: {n_raw} raw channels but no raw part (flags 0x{flags:02x})")
+                raise self._layout_error(flags, f"{cid}: {n_raw} raw channels but no raw part (flags 0x{flags:02x})")
             size = rd.uvarint("raw part length", len(blob)) if flags & F_ESC else len(blob) - rd.pos
             body = rd.take(size, "raw part")
             expected = n_s * n_raw * dt.itemsize
@@ -632,10 +664,10 @@ class NlFloat(Codec):
                 raise CodecError(f"{cid}: raw part holds {len(body)} bytes, expected {expected}")
             y[:, ~mask] = _unxor_planes(body, n_s, n_raw, dt)
         elif flags & (F_RAW | F_ZSTD):
-            raise CodecError(f"{cid}: raw part present without raw channels")
+            raise self._layout_error(flags, f"{cid}: raw part present without raw channels")
         if flags & F_ESC:
             if not n_int:
-                raise CodecError(f"{cid}: escapes without integer channels")
+                raise self._layout_error(flags, f"{cid}: escapes without integer channels")
             count = rd.uvarint("escape count", n_s * n_int)
             flat = np.frombuffer(rd.take(4 * count, "escape indices"), "<u4").astype(np.int64)
             vals = np.frombuffer(rd.take(count * dt.itemsize, "escape values"), dt.newbyteorder("<")).astype(dt)

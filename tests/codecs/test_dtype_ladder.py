@@ -16,7 +16,7 @@ def test_int16_keeps_the_packaged_ladder():
 @pytest.mark.parametrize("dtype", ["int32", "int8", "int64"])
 def test_other_ints_run_their_lossless_codec_at_every_packaged_level(dtype, caplog):
     lad = load_ladder()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         out = resolve_ladder(list(lad), dtype, explicit=False, stream="eeg")
     assert len(out) == len(lad)
     for cfg in out:
@@ -24,7 +24,7 @@ def test_other_ints_run_their_lossless_codec_at_every_packaged_level(dtype, capl
         assert codec.lossless and dtype in codec.dtypes
     if dtype == "int32":
         assert out[0] == lad[0]  # nl-lossless takes int32 itself
-    assert "eeg" in caplog.text and dtype in caplog.text  # one line says which levels and why
+    assert "eeg" in caplog.text and dtype in caplog.text  # one line says which levels and why (info)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -49,3 +49,13 @@ def test_an_explicit_ladder_is_kept_where_its_codecs_accept_the_dtype():
 def test_unknown_channel_format_names_it():
     with pytest.raises(ValueError, match="complex64"):
         resolve_ladder(list(load_ladder()), "complex64", explicit=False, stream="x")
+
+
+def test_only_a_configured_ladder_that_cannot_apply_warns(caplog):
+    with caplog.at_level(logging.WARNING):
+        resolve_ladder(list(load_ladder()), "string", explicit=False, stream="markers")
+        resolve_ladder(list(load_ladder()), "float32", explicit=False, stream="eeg")
+    assert not caplog.records  # expected substitutions: info only
+    with caplog.at_level(logging.WARNING):
+        resolve_ladder([{"id": "nl-spike", "step": 4.0}], "int32", explicit=True, stream="probe")
+    assert "probe" in caplog.text and "int32" in caplog.text

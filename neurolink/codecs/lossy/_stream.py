@@ -46,7 +46,10 @@ class LossyStreamCodec(Codec):
     def __init__(self, keyframe_interval: int = 100) -> None:
         self.keyframe_interval = check_number("keyframe_interval", keyframe_interval, 1, 100, self.codec_id, True)
         self._enc_shape: tuple[int, int, str] | None = None
-        self._enc_count = 0
+        self._enc_count = 0  # frames since the keyframe (the keyframe interval)
+        # the header's 4-bit frame counter runs on across keyframes: a lost keyframe (a forced one mid-interval
+        # included) leaves the next frame's counter off by one, so the decoder can never take it for its successor
+        self._enc_seq = 0
         self._dec_shape: tuple[int, int, np.dtype] | None = None
         self._dec_next = -1
 
@@ -97,12 +100,13 @@ class LossyStreamCodec(Codec):
             self._enc_count = 0
             self._reset_state(n_s, n_ch, True)
         buf = np.zeros(self._max_bytes(n_s, n_ch) + 8, np.uint8)
-        pos = put_bits(buf, 0, (int(key) << 4) | (self._enc_count & 15), 5)
+        pos = put_bits(buf, 0, (int(key) << 4) | (self._enc_seq & 15), 5)
         if key:
             pos = put_bits(buf, pos, _DTYPES[x.dtype.name], 3)
             pos = put_bits(buf, pos, n_ch, 16)
             pos = put_bits(buf, pos, n_s, 16)
         self._enc_count += 1
+        self._enc_seq += 1
         if n_s == 0 or n_ch == 0:
             return buf[: (pos + 7) >> 3].tobytes()
         _rec, pos = self._encode_payload(xf, buf, pos, key)
