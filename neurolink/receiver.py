@@ -405,7 +405,7 @@ class Receiver:
             s.frames_undecodable += 1
             data = None
             self._request_keyframe(st, h.level)
-        except CodecError as exc:
+        except Exception as exc:  # noqa: BLE001 - CodecError, or a codec bug: neither may stop the receiver
             # a payload that passed the wire checksum but does not decode (tampered, or a codec fault): its
             # samples are concealed like a lost frame, never skipped, and a streaming decoder restarts from
             # the next keyframe rather than carry state the bad payload may have touched
@@ -415,7 +415,8 @@ class Receiver:
             self._request_keyframe(st, h.level)
             if s.frames_undecodable in (1, 10, 100) or s.frames_undecodable % 1000 == 0:
                 log.warning("stream %d frame %d (level %d): undecodable payload, concealed (%d so far): %s",
-                            h.stream_id, h.seq, h.level, s.frames_undecodable, exc)
+                            h.stream_id, h.seq, h.level, s.frames_undecodable, exc,
+                            exc_info=not isinstance(exc, CodecError))  # a codec bug: with its traceback
         s.decode_us.add((time.perf_counter_ns() - t) / 1000.0)
         t0 = h.timestamp  # sender clock; mapped in _emit
         fs = st.fs

@@ -318,17 +318,19 @@ class Sender:
         return self.reliable is not None and st.id in self.reliable.streams
 
     def _encode_or_drop(self, st: _Stream, f: RawFrame, sealer: Any = None) -> bytes | None:
-        """Encode a frame; a frame the codec refuses (beyond its limits, a value it cannot code) is dropped
-        and counted, the codec restarts with a keyframe, and the stream goes on (the receiver sees a
-        sequence gap and conceals it)."""
+        """Encode a frame; a frame the codec refuses (beyond its limits, a value it cannot code) or fails on
+        (a bug: logged with its traceback) is dropped and counted, the codec restarts with a keyframe, and
+        the stream goes on (the receiver sees a sequence gap and conceals it)."""
         try:
             return st.encode(f, sealer)
-        except CodecError as exc:
+        except (SecurityError, TransportError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - CodecError, or a codec bug: neither may stop acquisition
             st.stats.frames_dropped_codec += 1
             n = st.stats.frames_dropped_codec
             if n in (1, 10, 100, 1000) or n % 10000 == 0:
                 log.error("stream %d: frame %d not encoded at level %d (%d dropped so far): %s", st.id, f.seq,
-                          st.level, n, exc)
+                          st.level, n, exc, exc_info=not isinstance(exc, CodecError))
             st.codecs[st.level].reset()
             return None
 

@@ -36,18 +36,43 @@ class _Refuses(DeltaZstd):
 
 register_codec(_Refuses)
 
+BUG_ENC, BUG_DEC = 23456, 24567  # sample values on which the buggy codec's encoder / decoder blow up
+
+
+class _Buggy(DeltaZstd):
+    """A codec with bugs (not CodecError): stands in for a plugin or a future regression."""
+
+    codec_id = "test-buggy"
+
+    def encode(self, x):
+        if np.any(x == BUG_ENC):
+            raise IndexError("bug in the encoder")
+        return super().encode(x)
+
+    def decode(self, blob):
+        y = super().decode(blob)
+        if np.any(y == BUG_DEC):
+            raise ZeroDivisionError("bug in the decoder")
+        return y
+
+    def get_config(self):
+        return {"id": self.codec_id, "level": self.level, "delta": self.delta}
+
+
+register_codec(_Buggy)
+
 
 class _BrokenSink(MemorySink):
     def open(self, header):
         raise OSError("No space left on device")
 
 
-async def _run(x: np.ndarray, fs: float, sinks):
+async def _run(x: np.ndarray, fs: float, sinks, codec: str = "test-refuses-poison"):
     rec = Recording(x, fs, [], "refuse-test", "EEG", "uV")
     p_data, p_fb = free_port(), free_port()
     tx = ZmqSender(data=f"tcp://127.0.0.1:{p_data}", feedback=f"tcp://127.0.0.1:{p_fb}")
     rx = ZmqReceiver(data=f"tcp://127.0.0.1:{p_data}", feedback=f"tcp://127.0.0.1:{p_fb}")
-    sender = Sender([StreamSpec(ReplaySource(rec), 1, Ladder([{"id": "test-refuses-poison"}]))], tx, wait_receiver_s=10.0)
+    sender = Sender([StreamSpec(ReplaySource(rec), 1, Ladder([{"id": codec}]))], tx, wait_receiver_s=10.0)
     receiver = Receiver(rx, lambda h: sinks, conceal="zeros")
     rx_task = asyncio.create_task(receiver.run())
     await asyncio.wait_for(sender.run(), 30)
@@ -79,3 +104,18 @@ def test_a_sink_that_cannot_open_does_not_stop_the_others():
     _tx, rx = asyncio.run(_run(x, fs, [_BrokenSink(), mem]))
     assert rx["sinks_failed"] == 1
     assert np.array_equal(mem.data(), x)
+
+
+def test_codec_bugs_cost_their_frames_not_the_daemons():
+    fs = 1000.0
+    x = synthetic_recording(1200, 3, fs, seed=4)
+    x[[200, 700]] = BUG_ENC  # the sender's encoder raises IndexError on these
+    x[[400, 401]] = BUG_DEC  # the receiver's decoder raises ZeroDivisionError on these
+    mem = MemorySink()
+    tx, rx = asyncio.run(_run(x, fs, [mem], codec="test-buggy"))
+    assert tx["dropped_codec"] == 2
+    assert rx["frames_lost"] == 2 and rx["frames_undecodable"] == 2 and rx["samples_concealed"] == 4
+    y = mem.data()
+    keep = np.ones(len(x), bool)
+    keep[[200, 700, 400, 401]] = False
+    assert y.shape == x.shape and np.array_equal(y[keep], x[keep])
