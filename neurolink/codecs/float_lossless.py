@@ -382,6 +382,18 @@ class NlFloat(Codec):
         return get_codec(self.inner)
 
     def reset(self) -> None:
+        """Restart the coders (the next frame is a keyframe); what was learned about the data (the fit, the
+        recent rows) is kept: the sender resets a level's codec at every switch to it, and a refit from
+        scratch would send the first 64 rows after each switch raw."""
+        if getattr(self, "_shape", None) is None:
+            self._reset_all()
+            return
+        self._inner = self._make_inner()
+        self._inner_i32 = "int32" in self._inner.dtypes
+        self._dinner = self._make_inner()
+        self._dparams = None
+
+    def _reset_all(self) -> None:
         # encoder
         self._inner = self._make_inner()
         self._inner_i32 = "int32" in self._inner.dtypes  # else int32 counts go in as float32 (exact < 2^24)
@@ -479,7 +491,7 @@ class NlFloat(Codec):
         n_s, n_ch = x.shape
         dt = x.dtype
         if self._shape != (n_ch, dt):
-            self.reset()
+            self._reset_all()
             self._shape = (n_ch, dt)
             self._code = DTYPE_CODES[dt.name]
             self._ring = np.zeros((FIT_ROWS, n_ch), dt)

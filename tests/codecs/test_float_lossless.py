@@ -185,3 +185,19 @@ def test_hostile_payloads_raise_codec_error():
         get_codec(CFG).decode(bytes([1, 3, 4]) + bytes([0xFF, 0xFF, 0xFF, 0x7F]))  # 268M samples claimed
     with pytest.raises(CodecError, match="not supported"):
         get_codec(CFG).encode(np.zeros((4, 2), np.int16))
+
+
+def test_reset_restarts_the_coders_but_keeps_the_fit():
+    """The sender resets a level's codec at every switch to it: the next frame is a keyframe a fresh
+    decoder reads, already on the integer path (no 64 raw rows after each switch)."""
+    x = (np.cumsum(np.random.default_rng(9).integers(-20, 21, (900, 4)), axis=0) * 0.195).astype(np.float32)
+    enc = get_codec(CFG)
+    for i in range(0, 600, 15):
+        enc.encode(x[i:i + 15])
+    assert enc._mask.all()
+    enc.reset()
+    blob = enc.encode(x[600:615])
+    assert get_codec(CFG).is_keyframe(blob) and enc._mask.all()
+    assert np.array_equal(_bits(get_codec(CFG).decode(blob)), _bits(x[600:615]))
+    raw = get_codec(CFG).encode(x[600:615])  # a fresh encoder has no fit yet: raw path
+    assert len(blob) < len(raw)
