@@ -391,7 +391,7 @@ class NlFloat(Codec):
         self._inner = self._make_inner()
         self._inner_i32 = "int32" in self._inner.dtypes
         self._dinner = self._make_inner()
-        self._dparams = None
+        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray, int] | None = None
 
     def _reset_all(self) -> None:
         # encoder
@@ -416,7 +416,7 @@ class NlFloat(Codec):
         self._u: type = np.uint32
         # decoder
         self._dinner = self._make_inner()
-        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray, int] | None = None
+        self._dparams = None
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
