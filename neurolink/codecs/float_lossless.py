@@ -17,8 +17,10 @@ lost change is detected; 0x20 alone: an empty frame, then ``dtype u8`` and ``n_c
 u8`` (``DTYPE_CODES``) and ``n_channels`` (a frame without parameters takes both from its keyframe);
 ``n_samples``; with bit0, the number of integer channels, the channel mask (one bit per channel, LSB
 first) and per integer channel ``scale, offset`` (float64 LE; a negative scale means float32 arithmetic);
-then the integer part (``nl-lossless`` payload), the raw part and the escapes (``count``, uint32 flat
-indices, verbatim values), each part length-prefixed unless it ends the payload. Parameters travel with
+then the integer part (``nl-lossless`` payload), the raw part and the escapes, each part length-prefixed
+unless it ends the payload. Escapes: ``count``, then (lossless) ``count`` LEB128 position deltas in the
+integer block and ``count`` zigzag LEB128 distances from the formula's value in float order (a miss is
+mostly an ulp or two: one byte), or (lossy inner codec) uint32 positions and verbatim values. Parameters travel with
 every keyframe of the inner codec (and only there), so a receiver that lost a frame recovers at the next
 keyframe exactly as it does for integer streams.
 """
@@ -317,6 +319,83 @@ def _reconstruct_into(q, ich, scale, offset, is32, y) -> None:  # pragma: no cov
                 y[t, ich[j]] = c * s + offset[j]
 
 
+@njit(cache=True, nogil=True)
+def _put_uv64(vals, out, pos) -> int:  # pragma: no cover - numba
+    """LEB128 of a uint64 array into ``out`` (room for 10 bytes a value) from ``pos``; returns the new pos."""
+    for i in range(vals.size):
+        u = vals[i]
+        while u >= 0x80:
+            out[pos] = np.uint8((u & np.uint64(0x7F)) | np.uint64(0x80))
+            pos += 1
+            u >>= np.uint64(7)
+        out[pos] = np.uint8(u)
+        pos += 1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _get_uv64(buf, pos, vals) -> int:  # pragma: no cover - numba
+    """Inverse of :func:`_put_uv64`; the new pos, or -1 if truncated or beyond 64 bits (never raises)."""
+    n = buf.shape[0]
+    for i in range(vals.size):
+        u = np.uint64(0)
+        shift = 0
+        while True:
+            if pos >= n or shift > 63:
+                return -1
+            b = np.uint64(buf[pos])
+            pos += 1
+            if shift == 63 and b > 1:
+                return -1
+            u |= (b & np.uint64(0x7F)) << np.uint64(shift)
+            if b < 0x80:
+                break
+            shift += 7
+        vals[i] = u
+    return pos
+
+
+def _ordered(bits: np.ndarray) -> np.ndarray:
+    """Float bit patterns -> unsigned integers in the floats' order (a bijection on all patterns, NaNs
+    included), so nearby floats have nearby integers."""
+    w = bits.dtype.itemsize * 8
+    sign = bits >> np.array(w - 1, bits.dtype)
+    return bits ^ np.where(sign.astype(bool), np.array(-1, bits.dtype.str.replace("u", "i")).view(bits.dtype),
+                           np.array(1, bits.dtype) << np.array(w - 1, bits.dtype))
+
+
+def _unordered(keys: np.ndarray) -> np.ndarray:
+    w = keys.dtype.itemsize * 8
+    top = (keys >> np.array(w - 1, keys.dtype)).astype(bool)  # set: it was a positive float
+    return keys ^ np.where(top, np.array(1, keys.dtype) << np.array(w - 1, keys.dtype),
+                           np.array(-1, keys.dtype.str.replace("u", "i")).view(keys.dtype))
+
+
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    """Wrapped differences (unsigned, two's complement) -> zigzag uint64 (small either way -> small)."""
+    w = d.dtype.itemsize * 8
+    sd = d.view(d.dtype.str.replace("u", "i")).astype(np.int64)
+    if w == 32:
+        return ((sd << 1) ^ (sd >> 63)).astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    return ((sd << 1) ^ (sd >> 63)).view(np.uint64)
+
+
+def _unzigzag(z: np.ndarray, udt: type) -> np.ndarray:
+    s = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
+    return s.astype(udt) if udt is np.uint32 else s.view(np.uint64)
+
+
+def _reconstruct_flat(q: np.ndarray, scale: np.ndarray, offset: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """:func:`reconstruct` of single samples (count, scale, offset aligned)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = (q.astype(np.float64) * np.abs(scale) + offset).astype(dtype)
+        f32 = scale < 0
+        if f32.any():
+            y[f32] = (q[f32].astype(np.float32) * (-scale[f32]).astype(np.float32)
+                      + offset[f32].astype(np.float32)).astype(dtype)
+    return y
+
+
 def _xor_planes(x: np.ndarray) -> bytes:
     """Channel-major, each sample XOR the previous one, then byte planes (most alike bytes adjacent)."""
     u = np.ascontiguousarray(x.T).view(_UINT[x.dtype.itemsize])
@@ -556,8 +635,18 @@ class NlFloat(Codec):
             self._esc_count[ich] += bad.sum(axis=0)
             esc = bytearray()
             put_uvarint(esc, flat.size)
-            esc += flat.astype("<u4").tobytes()
-            esc += np.ascontiguousarray(x[:, ich]).reshape(-1)[flat].astype(dt.newbyteorder("<")).tobytes()
+            xv = np.ascontiguousarray(x[:, ich]).reshape(-1)[flat]
+            if self._lossy:  # the decoder's counts differ from these: the values go verbatim
+                esc += flat.astype("<u4").tobytes()
+                esc += xv.astype(dt.newbyteorder("<")).tobytes()
+            else:  # a miss is mostly an ulp or two off the formula: its distance in float order, a varint
+                cols = flat % ich.size
+                r = _reconstruct_flat(qi.reshape(-1)[flat], self._s_i[cols], self._o_i[cols], dt)
+                u = self._u
+                dist = _zigzag(_ordered(xv.view(u)) - _ordered(r.view(u)))
+                vals = np.concatenate([np.diff(flat, prepend=0).astype(np.uint64), dist])
+                buf = np.empty(10 * vals.size, np.uint8)
+                esc += buf[:_put_uv64(vals, buf, 0)].tobytes()
             esc_part = bytes(esc)
         # predicted frames leave out what the keyframe said (dtype, channels); a part that ends the payload
         # carries no length (narrow streams: a few bytes a frame is a large share)
@@ -681,11 +770,24 @@ class NlFloat(Codec):
             if not n_int:
                 raise self._layout_error(flags, f"{cid}: escapes without integer channels")
             count = rd.uvarint("escape count", n_s * n_int)
-            flat = np.frombuffer(rd.take(4 * count, "escape indices"), "<u4").astype(np.int64)
-            vals = np.frombuffer(rd.take(count * dt.itemsize, "escape values"), dt.newbyteorder("<")).astype(dt)
-            if count and (flat >= n_s * n_int).any():
-                raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
             block = np.ascontiguousarray(y[:, mask])
+            if self._lossy:
+                flat = np.frombuffer(rd.take(4 * count, "escape indices"), "<u4").astype(np.int64)
+                vals = np.frombuffer(rd.take(count * dt.itemsize, "escape values"), dt.newbyteorder("<")).astype(dt)
+            else:
+                coded = np.zeros(2 * count, np.uint64)
+                end = _get_uv64(np.frombuffer(blob, np.uint8), rd.pos, coded)
+                if end < 0:
+                    raise CodecError(f"{cid}: escapes truncated or malformed at offset {rd.pos}")
+                rd.pos = end
+                if count and coded[:count].max() >= n_s * n_int:
+                    raise CodecError(f"{cid}: escape position beyond the {n_s}x{n_int} integer block")
+                flat = np.cumsum(coded[:count]).astype(np.int64)  # each delta < the block: no overflow
+                u = _UINT[dt.itemsize]
+                r = block.reshape(-1)[flat] if count else np.zeros(0, dt)
+                vals = _unordered(_ordered(r.view(u)) + _unzigzag(coded[count:], u)).view(dt)
+            if count and flat[-1] >= n_s * n_int:
+                raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
             block.reshape(-1)[flat] = vals
             y[:, mask] = block
         if rd.pos != len(blob):
