@@ -75,6 +75,11 @@ def list_targets() -> list[dict[str, Any]]:
             continue
         seen.add(json.dumps(cfg, sort_keys=True))
         out.append({"name": f"codec.{cid}", "kind": "codec", "config": cfg})
+        if cid == "nl-float":  # float streams at lossy levels: the counts through a lossy codec
+            for inner in ({"id": "nl-nearlossless", "k": 3}, {"id": "nl-spike", "step": 6.0}):
+                fcfg = get_codec({"id": cid, "inner": inner}).get_config()
+                seen.add(json.dumps(fcfg, sort_keys=True))
+                out.append({"name": f"codec.{cid}.{inner['id']}", "kind": "codec", "config": fcfg})
         if cid == "nl-lossless":  # archive mode: the reliable path's blocks and every Zarr chunk
             acfg = get_codec({"id": cid, "mode": "archive"}).get_config()
             seen.add(json.dumps(acfg, sort_keys=True))
