@@ -118,7 +118,9 @@ class _Stream:
             )
         )
         self.frame_s = self.frame_samples / meta.nominal_srate if regular else 0.0
-        self.dtype_name = self.framer.dtype.name  # np.dtype.name is slow: once, not per frame
+        # the frames' dtype on the wire, once (np.dtype.name is slow): the channel format, as LSL names it (string
+        # streams are framed as object arrays of str, which numpy calls "object")
+        self.dtype_name = meta.channel_format
         self.unsent: tuple[bytes, bool] | None = None  # encoded, send interrupted by shutdown
         self.probe_due = False  # send a copy of the next frame right behind it (see probe_msg)
         self.last_frame: tuple[int, float, int, int, int, bytes, int] | None = None
@@ -152,7 +154,7 @@ class _Stream:
                 flags |= wire.FLAG_KEYFRAME
         n, c = f.data.shape
         self.last_frame = (f.seq, f.timestamp, n, c, self.level, payload, flags)
-        dtype_name = self.wire_dtype
+        dtype_name = self.dtype_name
         if sealer is not None:
             msg = sealer.seal_frame(self.id, f.seq, f.timestamp, n, c, dtype_name, self.level, payload, flags)
             plain_len = wire.FRAME_HEADER_SIZE + len(payload) + 4  # what the frame is before sealing
@@ -183,14 +185,8 @@ class _Stream:
         if len(payload) < PROBE_MIN_BYTES:  # never decoded: padding, so timer noise does not swamp the gap
             payload = payload + bytes(PROBE_MIN_BYTES - len(payload))
         if sealer is not None:
-            return sealer.seal_frame(self.id, seq, ts, n, c, self.wire_dtype, level, payload, flags)
-        return wire.pack_frame(self.id, seq, ts, n, c, self.wire_dtype, level, payload, flags)
-
-    @property
-    def wire_dtype(self) -> str:
-        """The frames' dtype on the wire: the framer's numpy dtype name, except that string streams are framed
-        as object arrays of str (numpy calls that "object"; the wire and LSL call it "string")."""
-        return "string" if self.dtype_name == "object" else self.dtype_name
+            return sealer.seal_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
+        return wire.pack_frame(self.id, seq, ts, n, c, self.dtype_name, level, payload, flags)
 
 
 class Sender:

@@ -34,14 +34,20 @@ log = logging.getLogger(__name__)
 Enc = Callable[[np.ndarray], object]
 
 
+def sidecar_scale_offset(sidecar: dict, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel ``scale_per_lsb`` and ``offset`` from a recording's sidecar (Intan's 0.195 µV/count and
+    no offset where it does not say)."""
+    ch = [c if isinstance(c, dict) else {} for c in sidecar.get("channels") or []]
+    if len(ch) != n_channels:
+        ch = [{}] * n_channels
+    return (np.array([float(c.get("scale_per_lsb", 0.195)) for c in ch]),
+            np.array([float(c.get("offset", 0.0)) for c in ch]))
+
+
 def published_float32(x: np.ndarray, sidecar: dict) -> np.ndarray:
     """The recording as acquisition software publishes it over LSL: float32 in the sidecar's unit, each
-    channel's counts times its ``scale_per_lsb`` plus ``offset`` (Intan's 0.195 µV/count without them)."""
-    ch = [c if isinstance(c, dict) else {} for c in sidecar.get("channels") or []]
-    if len(ch) != x.shape[1]:
-        ch = [{}] * x.shape[1]
-    scale = np.array([float(c.get("scale_per_lsb", 0.195)) for c in ch])
-    offset = np.array([float(c.get("offset", 0.0)) for c in ch])
+    channel's counts times its scale plus offset (:func:`sidecar_scale_offset`)."""
+    scale, offset = sidecar_scale_offset(sidecar, x.shape[1])
     return np.ascontiguousarray((x * scale + offset).astype(np.float32))
 
 

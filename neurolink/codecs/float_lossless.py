@@ -385,17 +385,6 @@ def _unzigzag(z: np.ndarray, udt: type) -> np.ndarray:
     return s.astype(udt) if udt is np.uint32 else s.view(np.uint64)
 
 
-def _reconstruct_flat(q: np.ndarray, scale: np.ndarray, offset: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """:func:`reconstruct` of single samples (count, scale, offset aligned)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        y = (q.astype(np.float64) * np.abs(scale) + offset).astype(dtype)
-        f32 = scale < 0
-        if f32.any():
-            y[f32] = (q[f32].astype(np.float32) * (-scale[f32]).astype(np.float32)
-                      + offset[f32].astype(np.float32)).astype(dtype)
-    return y
-
-
 def _xor_planes(x: np.ndarray) -> bytes:
     """Channel-major, each sample XOR the previous one, then byte planes (most alike bytes adjacent)."""
     u = np.ascontiguousarray(x.T).view(_UINT[x.dtype.itemsize])
@@ -641,7 +630,7 @@ class NlFloat(Codec):
                 esc += xv.astype(dt.newbyteorder("<")).tobytes()
             else:  # a miss is mostly an ulp or two off the formula: its distance in float order, a varint
                 cols = flat % ich.size
-                r = _reconstruct_flat(qi.reshape(-1)[flat], self._s_i[cols], self._o_i[cols], dt)
+                r = reconstruct(qi.reshape(-1)[flat][None], self._s_i[cols], self._o_i[cols], dt)[0]
                 u = self._u
                 dist = _zigzag(_ordered(xv.view(u)) - _ordered(r.view(u)))
                 vals = np.concatenate([np.diff(flat, prepend=0).astype(np.uint64), dist])

@@ -22,6 +22,7 @@ import numpy as np
 import zstandard
 
 from neurolink.codecs.base import MAX_CHANNELS, MAX_DECODED_BYTES, MAX_STRING_VALUES, STRING_CODE, Codec
+from neurolink.codecs.lossless.varint import Reader, put_uvarint
 from neurolink.errors import CodecError
 
 _HEAD = struct.Struct("<BBHI")  # dtype code, flags, n_channels, n_samples: the layout of base.pack_array_header
@@ -62,13 +63,6 @@ def text_nbytes(x: np.ndarray) -> int:
     return sum(len(v.encode("utf-8", "surrogatepass")) for v in x.ravel().tolist())
 
 
-def _put_uvarint(out: bytearray, v: int) -> None:
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
 class NlText(Codec):
     """Stateless: every frame decodes on its own (a lost marker never spoils the next one)."""
 
@@ -97,7 +91,7 @@ class NlText(Codec):
             except UnicodeEncodeError as exc:  # lone surrogates: no UTF-8 form, the receiver could not rebuild it
                 raise CodecError(f"nl-text: value {i} (sample {i // n_ch}, channel {i % n_ch}) is not encodable "
                                  f"as UTF-8: {exc.reason}") from None
-            _put_uvarint(lens, len(b))
+            put_uvarint(lens, len(b))
             parts.append(b)
         body = bytes(lens) + b"".join(parts)
         if len(body) > MAX_DECODED_BYTES:
@@ -125,24 +119,10 @@ class NlText(Codec):
             body = self._inflate(body)
         vals = np.empty(n, dtype=object)
         # lengths: one varint per value, each bounded by what is left of the body
-        lens = []
-        pos, end = 0, len(body)
-        for i in range(n):
-            v = shift = 0
-            while True:
-                if pos >= end:
-                    raise CodecError(f"nl-text: payload truncated in the length of value {i} at body offset {pos}")
-                b = body[pos]
-                pos += 1
-                v |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-                if shift > 28:
-                    raise CodecError(f"nl-text: length of value {i} at body offset {pos} is too long a varint")
-            if v > end - pos:
-                raise CodecError(f"nl-text: value {i} claims {v} bytes at body offset {pos}, only {end - pos} left")
-            lens.append(v)
+        rd = Reader(body, self.codec_id)
+        end = len(body)
+        lens = [rd.uvarint("value length", end - rd.pos) for _ in range(n)]
+        pos = rd.pos
         if sum(lens) != end - pos:
             raise CodecError(f"nl-text: lengths add up to {sum(lens)} bytes, the body holds {end - pos} after them "
                              f"(truncated or trailing bytes)")

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from neurolink.bench.codecs import published_float32, sidecar_scale_offset
 from neurolink.codecs import get_codec
 from neurolink.codecs.float_lossless import fit_affine, reconstruct
 from neurolink.codecs.testing import check_config_roundtrip, check_corruption, encode_frames
@@ -88,15 +89,11 @@ def test_counts_times_scale_take_the_integer_path():
 
 
 def _float_versions(x: np.ndarray, meta: dict) -> dict[str, np.ndarray]:
-    """How acquisition software publishes these counts: float32 in µV (per-channel scale and offset from
-    the sidecar when it has them, else Intan's 0.195 µV/bit), in float32 or float64 arithmetic."""
-    ch = meta.get("channels") or []
-    scale = np.array([c.get("scale_per_lsb", 0.195) if isinstance(c, dict) else 0.195 for c in ch] or [0.195])
-    offset = np.array([c.get("offset", 0.0) if isinstance(c, dict) else 0.0 for c in ch] or [0.0])
-    if scale.size != x.shape[1]:
-        scale, offset = np.full(x.shape[1], scale[0]), np.full(x.shape[1], offset[0])
+    """How acquisition software publishes these counts: in the sidecar's unit, in float32 or float64
+    arithmetic."""
+    scale, offset = sidecar_scale_offset(meta, x.shape[1])
     return {
-        "f32 from float64 math": (x * scale + offset).astype(np.float32),
+        "f32 from float64 math": published_float32(x, meta),
         "f32 from float32 math": x.astype(np.float32) * scale.astype(np.float32) + offset.astype(np.float32),
         "f64": x * scale + offset,
     }

@@ -115,8 +115,9 @@ def _head(n_s: int, n_ch: int, flags: int = 0, code: int = STRING_CODE) -> bytes
     (_head(1, 1, flags=0x80) + b"\x00", "flag"),
     (_head(0xFFFFFFFF, 0xFFFF), "limit"),
     (_head(MAX_STRING_VALUES + 1, 1), "limit"),
-    (_head(1, 1) + b"\xff\xff\xff\xff\x0f", "claims"),  # a length far past the body
-    (_head(1, 1) + b"\x80\x80\x80\x80\x80\x80\x01", "varint"),
+    (_head(1, 1) + b"\xff\xff\xff\xff\x0f", "exceeds"),  # a length far past the body
+    (_head(1, 1) + b"\x80\x80\x80\x80\x80\x80\x01", "value length"),
+    (_head(1, 1) + b"\x80" * 10 + b"\x01", "varint too long"),
     (_head(1, 1) + b"\x02\xc3\x28", "UTF-8"),  # invalid continuation byte
     (_head(1, 1) + b"\x01\xff", "UTF-8"),
     (_head(1, 1) + b"\x03\xed\xa0\x80", "UTF-8"),  # an encoded surrogate is not UTF-8

@@ -1,5 +1,9 @@
-"""A loss as long as a codec's frame counter period (16 frames for the lossy family) must not let the next
-frame decode against the pre-loss reference: the receiver restarts its decoders on such gaps."""
+"""Receiver edge cases, offline (frames handed to ``Receiver.handle``, no sockets): a loss as long as a
+codec's frame-counter period must not decode against a stale reference; output held while the clock
+settles is released by a timer, not only by the next frame (a sparse marker stream may be silent for
+minutes)."""
+
+import asyncio
 
 import numpy as np
 
@@ -34,3 +38,20 @@ def test_a_16_frame_burst_is_concealed_not_decoded_against_a_stale_reference():
     assert st.frames_undecodable == 60 - 10 - COUNTER_SAFE_GAP  # no keyframe before the end: all concealed
     y = sink.data()
     assert y.shape == x.shape and not y[15 * 10:].any()  # concealed (zeros), nothing decoded from a stale state
+
+
+def test_a_lone_marker_is_delivered_once_the_settle_time_is_over():
+    async def run():
+        sink = MemorySink()
+        rx = Receiver(_NoTransport(), lambda h: [sink], clock_settle_s=0.3)
+        lad = [{"id": "nl-text"}]
+        rx.handle(w.pack_stream_header(w.StreamHeader(1, "m", "Markers", "sid", 0.0, 1, "string", "", lad[0], lad, 1, "h")))
+        blob = get_codec({"id": "nl-text"}).encode([["experiment start"]])
+        rx.handle(w.pack_frame(1, 0, 100.0, 1, 1, "string", 0, blob, w.FLAG_KEYFRAME))
+        held = sink.data() is None or len(sink.data()) == 0  # the clock is not settled yet: held
+        await asyncio.sleep(0.6)
+        return held, sink.data()
+
+    held, data = asyncio.run(run())
+    assert held
+    assert data is not None and data.tolist() == [["experiment start"]]
