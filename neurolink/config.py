@@ -65,7 +65,11 @@ def _check_transport(t: dict[str, Any], src: str) -> None:
 
 
 def _check_security(sec: dict[str, Any], src: str) -> None:
-    check_keys("security", sec, ("keys_file", "keys_env", "insecure", "max_age_s"), source=src)
+    check_keys("security", sec, ("keys_file", "keys_env", "insecure", "max_age_s", "aead"), source=src)
+    if "aead" in sec:
+        from neurolink.security.aead import AEAD_NAMES
+
+        check_choice("security.aead", sec["aead"], ("auto", *AEAD_NAMES), source=src)
     if "insecure" in sec:
         check_type("security.insecure", sec["insecure"], bool, source=src)
     if "keys_file" in sec:

@@ -284,11 +284,11 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
         fix: bool | Callable[[bytearray], None] = _fix_inner_crc if target["fn"] == "parse_archive_frame" else True
         return getattr(mod, target["fn"]), _wire_seeds(target["fn"], frames), fix, lambda: None
     if target["kind"] == "aead":
-        from neurolink.security.aead import FrameCipher
+        from neurolink.security.aead import AEAD_NAMES, FrameCipher
 
-        tx = FrameCipher(_KEY, 1)
         fns = ("parse_frame", "parse_stream_header", "parse_feedback", "parse_clock", "parse_archive_frame", "parse_ack")
-        seeds = [tx.seal(m) for f in fns for m in _wire_seeds(f, frames)[:6]]
+        seeds = [FrameCipher(_KEY, 1, aead=alg).seal(m)  # both envelope versions (algorithms)
+                 for alg in sorted(AEAD_NAMES) for f in fns for m in _wire_seeds(f, frames)[:6]]
         rx = FrameCipher(_KEY, 1, keyring={2: bytes(32)})
         return rx.open, seeds, True, lambda: None
     if target["kind"] == "block":

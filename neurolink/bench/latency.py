@@ -211,6 +211,10 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
     res = _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
     res["encrypted"] = encrypted
+    if encrypted:
+        from neurolink.security.aead import FrameCipher
+
+        res["aead"] = FrameCipher(bytes(32), 1).algorithm  # what the workers' "auto" picks on this machine
     res["sender_rss_mb"], res["receiver_rss_mb"] = rss
     return res
 
@@ -319,7 +323,7 @@ def aead_cost(channels: int, frames: int = 3000) -> dict[str, Any]:
         plain[i], sealed[i] = (t1 - t0) / 1000.0, (t2 - t1) / 1000.0
     warm = slice(frames // 10, None)
     q = {k: (float(np.percentile(plain[warm], k)), float(np.percentile(sealed[warm], k))) for k in (50, 99)}
-    return {"channels": channels, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
+    return {"channels": channels, "aead": sealer.algorithm, "payload_bytes_mean": float(np.mean([len(p) for p in payloads])),
             "plain_us": {"p50": q[50][0], "p99": q[99][0]}, "sealed_us": {"p50": q[50][1], "p99": q[99][1]},
             "added_us": {"p50": q[50][1] - q[50][0], "p99": q[99][1] - q[99][0]}}
 
@@ -405,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", help="write a latency chart here")
     ap.add_argument("--quick", action="store_true", help="short smoke run (16 ch, 1 s)")
     ap.add_argument("--no-encrypted", dest="encrypted", action="store_false",
-                    help="skip the encrypted ZeroMQ runs (ChaCha20-Poly1305 end to end; on by default)")
+                    help="skip the encrypted ZeroMQ runs (end-to-end AEAD, the [security] default 'auto'; on by default)")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="run every configuration N times, interleaved round-robin so slow drifts of the machine hit "
                          "all alike; the summary gives medians over the repeats and the encrypted/plain p99 ratio of "
@@ -473,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 c["added_p99_over_plain_p99"] = c["added_us"]["p99"] / 1000.0 / float(np.median(p99s))
             cost.append(c)
             rel = f" = {c['added_p99_over_plain_p99']:.1%} of the plain p99" if "added_p99_over_plain_p99" in c else ""
-            print(f"encryption on the critical path at {ch} ch ({c['payload_bytes_mean']:.0f} B payloads): seal+open "
+            print(f"encryption ({c['aead']}) on the critical path at {ch} ch ({c['payload_bytes_mean']:.0f} B payloads): seal+open "
                   f"p50/p99 {c['sealed_us']['p50']:.1f}/{c['sealed_us']['p99']:.1f} us vs pack+parse "
                   f"{c['plain_us']['p50']:.1f}/{c['plain_us']['p99']:.1f} us: adds {c['added_us']['p50']:.1f}/"
                   f"{c['added_us']['p99']:.1f} us{rel}")

@@ -9,13 +9,16 @@ from neurolink.security.aead import FrameCipher
 
 
 def cipher_from_config(cfg: dict[str, Any] | None, *, role: str | None = None) -> FrameCipher | None:
-    """The ``[security]`` table -> a FrameCipher (``keys_file`` or ``keys_env``), or None when neither is set."""
+    """The ``[security]`` table -> a FrameCipher (``keys_file`` or ``keys_env``; ``aead`` picks the sealing
+    algorithm, default "auto"), or None when neither key source is set."""
     from neurolink.security.keys import DEFAULT_ENV, keyring_from_env, load_keyring
 
     cfg = cfg or {}
     kw: dict[str, Any] = {"role": role}
     if "max_age_s" in cfg:
         kw["max_age_s"] = float(cfg["max_age_s"])
+    if "aead" in cfg:
+        kw["aead"] = str(cfg["aead"])
     if cfg.get("keys_file"):
         return load_keyring(cfg["keys_file"]).cipher(**kw)
     if cfg.get("keys_env"):

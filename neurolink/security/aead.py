@@ -1,9 +1,13 @@
-"""End-to-end authenticated encryption of wire messages (ChaCha20-Poly1305), see docs/security.md.
+"""End-to-end authenticated encryption of wire messages (AES-256-GCM or ChaCha20-Poly1305), see docs/security.md.
 
 Why a message-level layer on top of (or instead of) transport security: the samples stay sealed through
 brokers (MQTT), relays and archives, and the same code protects every transport. A sealed frame is still
 a valid wire-v1 frame (``FLAG_ENCRYPTED`` set, payload = envelope), so relays can route and archive it
 without keys; other messages keep their 6-byte prefix in the clear and seal the rest.
+
+The envelope's version byte names the AEAD: AES-256-GCM where the CPU has AES instructions (about 3x
+cheaper per 30 kB frame than ChaCha20-Poly1305 with AES-NI/VAES), ChaCha20-Poly1305 elsewhere (faster
+without them, e.g. a Raspberry Pi 4). A receiver opens both, whatever it seals with.
 
 Nonces never repeat: each ``FrameCipher`` draws a random 8-byte session salt, derives a per-session
 subkey ``HKDF-SHA256(key, salt, info)`` and counts messages with a 64-bit counter per direction; the
@@ -14,23 +18,30 @@ can share one key without ever colliding. Replays are rejected by a sliding wind
 from __future__ import annotations
 
 import os
+import platform
 import struct
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import replace
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from neurolink.errors import SecurityError, WireFormatError
 from neurolink.wire import format as wire
+from neurolink.wire.crc import crc32
 
-ENVELOPE_VERSION = 1
+#: envelope version byte = the AEAD algorithm (authenticated: it is part of the associated data)
+ENV_CHACHA = 1  # ChaCha20-Poly1305 (the first version; its key derivation is unchanged)
+ENV_AESGCM = 2  # AES-256-GCM
+AEAD_NAMES = {"chacha20-poly1305": ENV_CHACHA, "aes-256-gcm": ENV_AESGCM}
+#: per version: the primitive and the HKDF info prefix; each algorithm gets its own subkey (never one key
+#: under two primitives)
+_AEADS: dict[int, tuple[type, bytes]] = {ENV_CHACHA: (ChaCha20Poly1305, b"neurolink-e2e-v1"),
+                                        ENV_AESGCM: (AESGCM, b"neurolink-e2e-aes256gcm")}
 KEY_SIZE = 32
 TAG_SIZE = 16
 DIR_DATA = 0  # sender -> receiver: stream headers, frames, clock replies
@@ -46,6 +57,28 @@ _CRC = struct.Struct("<I")
 _NONCE = struct.Struct("<B3xQ")  # direction | 0x000000 | counter
 _CLOCK_KIND_OFFSET = 10
 _MAX_COUNTER = (1 << 64) - 1
+
+
+def hardware_aes() -> bool:
+    """Whether this CPU has AES instructions (x86 AES-NI, ARMv8 crypto extensions), where AES-GCM wins."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return "aes" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return platform.system() == "Darwin" and platform.machine() == "arm64"  # Apple silicon
+
+
+def resolve_aead(name: str) -> int:
+    """``"auto"`` (AES-256-GCM with AES instructions, else ChaCha20-Poly1305) or an explicit name -> version."""
+    if name == "auto":
+        return ENV_AESGCM if hardware_aes() else ENV_CHACHA
+    try:
+        return AEAD_NAMES[name]
+    except KeyError:
+        raise SecurityError(f"aead must be 'auto' or one of {sorted(AEAD_NAMES)}, got {name!r}") from None
 
 
 def _direction(msg: bytes | memoryview) -> int:
@@ -98,6 +131,7 @@ class FrameCipher:
     ``role`` ("sender" / "receiver") restricts which direction :meth:`open` accepts; None accepts both.
     ``max_age_s`` optionally rejects messages whose authenticated send time is further than that from
     this host's clock (bounds replays of whole recorded sessions; needs synchronised clocks).
+    ``aead`` picks the sealing algorithm (:func:`resolve_aead`); opening accepts every algorithm.
     """
 
     def __init__(
@@ -110,6 +144,7 @@ class FrameCipher:
         max_sessions: int = 256,
         max_age_s: float | None = None,
         role: str | None = None,
+        aead: str = "auto",
     ) -> None:
         if role not in _ROLES:
             raise SecurityError(f"role must be 'sender', 'receiver' or None, got {role!r}")
@@ -124,9 +159,10 @@ class FrameCipher:
         self.max_sessions = max_sessions
         self.max_age_s = max_age_s
         self._accept_dirs = _ROLES[role]
+        self.version = resolve_aead(aead)  # the envelope version (= algorithm) this end seals with
         self.salt = os.urandom(8)
         self._counters = [0, 0]
-        self._aead: OrderedDict[tuple[int, bytes], ChaCha20Poly1305] = OrderedDict()
+        self._aead: OrderedDict[tuple[int, int, bytes], AESGCM | ChaCha20Poly1305] = OrderedDict()
         self._windows: OrderedDict[tuple[int, bytes, int], _ReplayWindow] = OrderedDict()
         self._lock = threading.Lock()  # counters must never be handed out twice, even across threads
 
@@ -152,22 +188,28 @@ class FrameCipher:
         if key_id == self.active_id:
             raise SecurityError(f"key id {key_id} is the active sealing key; rotate first")
         self._keys.pop(key_id, None)
-        for k in [k for k in self._aead if k[0] == key_id]:
+        for k in [k for k in self._aead if k[1] == key_id]:
             del self._aead[k]
 
     @property
     def key_ids(self) -> list[int]:
         return sorted(self._keys)
 
-    def _cipher(self, key_id: int, salt: bytes) -> ChaCha20Poly1305:
-        k = (key_id, salt)
+    @property
+    def algorithm(self) -> str:
+        """The AEAD this end seals with."""
+        return next(n for n, v in AEAD_NAMES.items() if v == self.version)
+
+    def _cipher(self, version: int, key_id: int, salt: bytes) -> AESGCM | ChaCha20Poly1305:
+        k = (version, key_id, salt)
         c = self._aead.get(k)
         if c is None:
             master = self._keys.get(key_id)
             if master is None:
                 raise SecurityError(f"unknown key id {key_id} (known: {self.key_ids})")
-            sub = HKDF(hashes.SHA256(), KEY_SIZE, salt, b"neurolink-e2e-v1" + struct.pack("<I", key_id)).derive(master)
-            c = self._aead[k] = ChaCha20Poly1305(sub)
+            primitive, info = _AEADS[version]
+            sub = HKDF(hashes.SHA256(), KEY_SIZE, salt, info + struct.pack("<I", key_id)).derive(master)
+            c = self._aead[k] = primitive(sub)
             if len(self._aead) > self.max_sessions + 4:
                 self._aead.popitem(last=False)
         else:
@@ -175,7 +217,7 @@ class FrameCipher:
         return c
 
     # -- seal / open -------------------------------------------------------------------------------
-    def _next(self, d: int) -> tuple[int, int, ChaCha20Poly1305]:
+    def _next(self, d: int) -> tuple[int, int, AESGCM | ChaCha20Poly1305]:
         """Hand out the next counter of direction ``d`` (never twice) with the active key."""
         with self._lock:
             ctr = self._counters[d]
@@ -183,7 +225,7 @@ class FrameCipher:
                 raise SecurityError("nonce counter exhausted: rotate the key or restart the session")
             self._counters[d] = ctr + 1
             kid = self.active_id
-            aead = self._cipher(kid, self.salt)
+            aead = self._cipher(self.version, kid, self.salt)
         return ctr, kid, aead
 
     def seal_frame(self, stream_id: int, seq: int, timestamp: float, n_samples: int, n_channels: int, dtype: str,
@@ -194,15 +236,14 @@ class FrameCipher:
         if flags & wire.FLAG_ENCRYPTED:
             raise SecurityError("frame is already sealed (FLAG_ENCRYPTED set)")
         try:
-            head = bytearray(wire.pack_frame(stream_id, seq, timestamp, n_samples, n_channels, dtype, level, b"",
-                                             flags | wire.FLAG_ENCRYPTED)[:wire.FRAME_HEADER_SIZE])
+            head = wire.pack_frame_header(stream_id, seq, timestamp, n_samples, n_channels, dtype, level,
+                                          ENVELOPE_HEADER_SIZE + len(payload) + TAG_SIZE, flags | wire.FLAG_ENCRYPTED)
         except (WireFormatError, struct.error) as exc:
             raise SecurityError(f"cannot seal a malformed frame: {exc}") from None
-        struct.pack_into("<I", head, 36, ENVELOPE_HEADER_SIZE + len(payload) + TAG_SIZE)
         ctr, kid, aead = self._next(DIR_DATA)
-        ad = bytes(head) + _ENV.pack(ENVELOPE_VERSION, DIR_DATA, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
+        ad = head + _ENV.pack(self.version, DIR_DATA, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
         ct = aead.encrypt(_NONCE.pack(DIR_DATA, ctr), payload, ad)
-        return b"".join((ad, ct, _CRC.pack(zlib.crc32(ct, zlib.crc32(ad)))))
+        return b"".join((ad, ct, _CRC.pack(crc32(ct, crc32(ad)))))
 
     def seal(self, msg: bytes) -> bytes:
         """Encrypt one plaintext wire message (frame payload or everything after the prefix)."""
@@ -218,7 +259,7 @@ class FrameCipher:
             raise SecurityError("cannot seal a truncated clock message")
         d = _direction(mv)
         ctr, kid, aead = self._next(d)
-        env = _ENV.pack(ENVELOPE_VERSION, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
+        env = _ENV.pack(self.version, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
         nonce = _NONCE.pack(d, ctr)
         if hdr is not None:
             payload = mv[wire.FRAME_HEADER_SIZE:wire.FRAME_HEADER_SIZE + hdr.payload_len]
@@ -228,7 +269,7 @@ class FrameCipher:
             struct.pack_into("<I", head, 36, sealed_len)
             ad = bytes(head) + env
             ct = aead.encrypt(nonce, payload, ad)
-            return b"".join((ad, ct, _CRC.pack(zlib.crc32(ct, zlib.crc32(ad)))))
+            return b"".join((ad, ct, _CRC.pack(crc32(ct, crc32(ad)))))
         prefix = bytes(mv[:_PREFIX])
         return prefix + env + aead.encrypt(nonce, mv[_PREFIX:], prefix + env)
 
@@ -242,7 +283,7 @@ class FrameCipher:
         struct.pack_into("<H", head, 6, hdr.flags & ~wire.FLAG_ENCRYPTED)
         struct.pack_into("<I", head, 36, len(pt))
         plain = bytes(head) + pt
-        return plain + _CRC.pack(zlib.crc32(plain))
+        return plain + _CRC.pack(crc32(plain))
 
     def open_parsed(self, msg: bytes) -> wire.Frame | bytes:
         """Like :meth:`open`, but a frame comes back parsed (:class:`wire.Frame`, plaintext header) instead of
@@ -250,8 +291,9 @@ class FrameCipher:
         out = self._open(msg)
         if isinstance(out, bytes):
             return out
-        hdr, _, pt = out
-        return wire.Frame(replace(hdr, flags=hdr.flags & ~wire.FLAG_ENCRYPTED, payload_len=len(pt)), pt)
+        h, _, pt = out
+        return wire.Frame(wire.FrameHeader(h.stream_id, h.seq, h.timestamp, h.n_samples, h.n_channels, h.dtype, h.level,
+                                           h.flags & ~wire.FLAG_ENCRYPTED, len(pt)), pt)
 
     def _open(self, msg: bytes) -> bytes | tuple[wire.FrameHeader, bytes, bytes]:
         """Authenticated plaintext: a whole message, or (sealed frame header, its 40 bytes, payload) for frames."""
@@ -259,12 +301,13 @@ class FrameCipher:
         try:
             mtype = wire.message_type(mv)
             if mtype == wire.MSG_FRAME:
-                fr = wire.parse_frame(mv)
-                hdr = fr.header
+                hdr = wire.parse_frame_header(mv)
                 if not hdr.flags & wire.FLAG_ENCRYPTED:
                     raise SecurityError("unencrypted frame rejected (this endpoint requires encryption)")
+                end = wire.FRAME_HEADER_SIZE + hdr.payload_len
+                wire.check_crc(mv, end)  # ~1 us (ISA-L); the tag below is the real check, this keeps every bit checked
                 ad_head = bytes(mv[:wire.FRAME_HEADER_SIZE])
-                body = memoryview(fr.payload)
+                body = mv[wire.FRAME_HEADER_SIZE:end]
             else:
                 hdr = None
                 ad_head = bytes(mv[:_PREFIX])
@@ -274,19 +317,19 @@ class FrameCipher:
         if len(body) < OVERHEAD:
             raise SecurityError(f"truncated sealed message: {len(body)} bytes of envelope, need at least {OVERHEAD}")
         ver, d, kid, salt, ctr, sent = _ENV.unpack_from(body, 0)
-        if ver != ENVELOPE_VERSION:
-            raise SecurityError(f"unsupported envelope version {ver}")
+        if ver not in _AEADS:
+            raise SecurityError(f"unsupported envelope version {ver} (known: {sorted(_AEADS)})")
         if d not in self._accept_dirs:
             raise SecurityError(f"message from direction {d} not accepted by this endpoint (reflected?)")
         if self.max_age_s is not None and abs(time.time() - sent) > self.max_age_s:
             raise SecurityError(f"stale message: sent {time.time() - sent:.0f} s ago (max_age_s={self.max_age_s}), replayed or clocks out of sync")
         env = bytes(body[:ENVELOPE_HEADER_SIZE])
-        wkey = (kid, salt, d)
+        wkey = (kid, salt, d)  # one counter space per session and direction, whatever the algorithm
         win = self._windows.get(wkey)
         if win is not None:
             win.check(ctr)
         try:
-            pt = self._cipher(kid, salt).decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
+            pt = self._cipher(ver, kid, salt).decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
         except InvalidTag:
             raise SecurityError(f"tampered message or wrong key: authentication failed (key id {kid}, counter {ctr})") from None
         # authenticated: only now may the replay state change
@@ -307,4 +350,5 @@ class FrameCipher:
         return hdr, ad_head, pt
 
 
-__all__ = ["FrameCipher", "OVERHEAD", "ENVELOPE_HEADER_SIZE", "DIR_DATA", "DIR_FEEDBACK", "KEY_SIZE"]
+__all__ = ["FrameCipher", "OVERHEAD", "ENVELOPE_HEADER_SIZE", "DIR_DATA", "DIR_FEEDBACK", "KEY_SIZE", "AEAD_NAMES",
+           "ENV_AESGCM", "ENV_CHACHA", "hardware_aes", "resolve_aead"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from neurolink.codecs.base import (
     STRING_CODE,
 )
 from neurolink.errors import WireFormatError
+from neurolink.wire.crc import crc32
 
 MAGIC = b"NLNK"
 WIRE_VERSION = 1
@@ -86,13 +86,14 @@ def _check_prefix(buf: bytes | memoryview, expected_type: int | None) -> int:
     return mtype
 
 
-def _check_crc(buf: bytes | memoryview, end: int) -> None:
+def check_crc(buf: bytes | memoryview, end: int) -> None:
+    """The message ends with the CRC-32 of its first ``end`` bytes, and nothing after it."""
     if len(buf) < end + 4:
         raise WireFormatError("crc32", end, f"message truncated: {len(buf)} bytes, need {end + 4}")
     if len(buf) > end + 4:
         raise WireFormatError("crc32", end + 4, f"{len(buf) - end - 4} trailing bytes after the CRC")
     (crc,) = _CRC.unpack_from(buf, end)
-    actual = zlib.crc32(memoryview(buf)[:end])
+    actual = crc32(memoryview(buf)[:end])
     if crc != actual:
         raise WireFormatError("crc32", end, f"checksum mismatch (stored {crc:#010x}, computed {actual:#010x})")
 
@@ -138,14 +139,17 @@ def pack_frame(
     flags: int = 0,
 ) -> bytes:
     """Serialise one frame message."""
+    body = pack_frame_header(stream_id, seq, timestamp, n_samples, n_channels, dtype, level, len(payload), flags) + payload
+    return body + _CRC.pack(crc32(body))
+
+
+def pack_frame_header(stream_id: int, seq: int, timestamp: float, n_samples: int, n_channels: int, dtype: str,
+                      level: int, payload_len: int, flags: int = 0) -> bytes:
+    """The fixed 40-byte header of a frame whose payload is ``payload_len`` bytes (no payload, no CRC)."""
     if dtype not in DTYPE_CODES:
         raise WireFormatError("dtype", 34, f"unsupported dtype {dtype!r}")
-    head = _FRAME.pack(
-        MAGIC, WIRE_VERSION, MSG_FRAME, flags, stream_id, seq, timestamp, n_samples, n_channels,
-        DTYPE_CODES[dtype], level, len(payload),
-    )
-    body = head + payload
-    return body + _CRC.pack(zlib.crc32(body))
+    return _FRAME.pack(MAGIC, WIRE_VERSION, MSG_FRAME, flags, stream_id, seq, timestamp, n_samples, n_channels,
+                       DTYPE_CODES[dtype], level, payload_len)
 
 
 def frame_header_bytes(buf: bytes | memoryview) -> bytes:
@@ -189,7 +193,7 @@ def parse_frame(buf: bytes | memoryview) -> Frame:
     end = FRAME_HEADER_SIZE + h.payload_len
     if len(buf) < end:
         raise WireFormatError("payload", FRAME_HEADER_SIZE, f"payload truncated: {len(buf) - FRAME_HEADER_SIZE} of {h.payload_len} bytes")
-    _check_crc(buf, end)
+    check_crc(buf, end)
     return Frame(h, bytes(memoryview(buf)[FRAME_HEADER_SIZE:end]))
 
 
@@ -244,7 +248,7 @@ def pack_stream_header(h: StreamHeader) -> bytes:
     if len(body) > MAX_HEADER_JSON:
         raise WireFormatError("json", _SH.size, f"stream header of {len(body)} bytes exceeds {MAX_HEADER_JSON}")
     msg = _SH.pack(MAGIC, WIRE_VERSION, MSG_STREAM_HEADER, h.stream_id, len(body)) + body
-    return msg + _CRC.pack(zlib.crc32(msg))
+    return msg + _CRC.pack(crc32(msg))
 
 
 def parse_stream_header(buf: bytes | memoryview) -> StreamHeader:
@@ -257,7 +261,7 @@ def parse_stream_header(buf: bytes | memoryview) -> StreamHeader:
     end = _SH.size + jlen
     if len(buf) < end:
         raise WireFormatError("json", _SH.size, f"body truncated: {len(buf) - _SH.size} of {jlen} bytes")
-    _check_crc(buf, end)
+    check_crc(buf, end)
     try:
         d = json.loads(bytes(memoryview(buf)[_SH.size:end]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -315,14 +319,14 @@ def pack_feedback(f: Feedback) -> bytes:
         f.throughput_bps, f.delay_ms, f.delay_gradient, f.loss_fraction, f.jitter_buffer_ms, f.fidelity,
         f.frames_received, f.frames_lost, f.decode_us, f.probe_hold_s,
     )
-    return msg + _CRC.pack(zlib.crc32(msg))
+    return msg + _CRC.pack(crc32(msg))
 
 
 def parse_feedback(buf: bytes | memoryview) -> Feedback:
     _check_prefix(buf, MSG_FEEDBACK)
     if len(buf) < _FEEDBACK.size:
         raise WireFormatError("feedback", len(buf), f"truncated: {len(buf)} of {_FEEDBACK.size} bytes")
-    _check_crc(buf, _FEEDBACK.size)
+    check_crc(buf, _FEEDBACK.size)
     vals = _FEEDBACK.unpack_from(buf, 0)[3:]
     fb = Feedback(*vals)
     for name in ("receiver_time", "probe_echo", "throughput_bps", "delay_ms", "delay_gradient",
@@ -349,14 +353,14 @@ class ClockProbe:
 
 def pack_clock(c: ClockProbe) -> bytes:
     msg = _CLOCK.pack(MAGIC, WIRE_VERSION, MSG_CLOCK, c.stream_id, c.kind, c.t0, c.t1, c.t2)
-    return msg + _CRC.pack(zlib.crc32(msg))
+    return msg + _CRC.pack(crc32(msg))
 
 
 def parse_clock(buf: bytes | memoryview) -> ClockProbe:
     _check_prefix(buf, MSG_CLOCK)
     if len(buf) < _CLOCK.size:
         raise WireFormatError("clock", len(buf), f"truncated: {len(buf)} of {_CLOCK.size} bytes")
-    _check_crc(buf, _CLOCK.size)
+    check_crc(buf, _CLOCK.size)
     _m, _v, _t, sid, kind, t0, t1, t2 = _CLOCK.unpack_from(buf, 0)
     if kind not in (0, 1, 2, 3):
         raise WireFormatError("clock.kind", 10, f"expected 0, 1, 2 or 3, got {kind}")

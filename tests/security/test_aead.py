@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neurolink.errors import SecurityError
-from neurolink.security.aead import DIR_DATA, DIR_FEEDBACK, OVERHEAD, FrameCipher
+from neurolink.security.aead import AEAD_NAMES, DIR_DATA, DIR_FEEDBACK, OVERHEAD, FrameCipher
 from neurolink.wire import format as wire
 
 KEY = bytes(range(32))
@@ -79,7 +80,7 @@ def test_tampered_truncated_foreign_and_unencrypted_rejected():
     forged = bytearray(good[:-4])
     forged[12] ^= 0xFF  # seq in the authenticated header
     with pytest.raises(SecurityError, match="authentication failed"):
-        rx.open(bytes(forged) + wire._CRC.pack(wire.zlib.crc32(bytes(forged))))
+        rx.open(bytes(forged) + wire._CRC.pack(zlib.crc32(bytes(forged))))
 
 
 def test_rotation_old_key_id_still_opens():
@@ -138,14 +139,14 @@ _SET = settings(max_examples=150, deadline=None, suppress_health_check=list(Heal
 
 @_SET
 @given(payload=st.binary(max_size=300), seq=st.integers(0, 2**64 - 1), ts=st.floats(-1e9, 1e9),
-       n=st.integers(0, 1000), kid=st.integers(0, 2**32 - 1))
-def test_property_frame_roundtrip(payload, seq, ts, n, kid):
+       n=st.integers(0, 1000), kid=st.integers(0, 2**32 - 1), aead=st.sampled_from(sorted(AEAD_NAMES)))
+def test_property_frame_roundtrip(payload, seq, ts, n, kid, aead):
     m = wire.pack_frame(3, seq, ts, n, 2, "int16", 1, payload)
-    c = FrameCipher(KEY, kid)
+    c = FrameCipher(KEY, kid, aead=aead)
     assert c.open(c.seal(m)) == m
 
 
-_SEALED = [FrameCipher(KEY, 4).seal(m) for m in [_frame()] + _others()]
+_SEALED = [FrameCipher(KEY, 4, aead=a).seal(m) for a in AEAD_NAMES for m in [_frame()] + _others()]
 
 
 @_SET

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_open_parsed_rejects_tampering_and_replay():
     bad[60] ^= 1
     body = bytes(bad[:-4])
     with pytest.raises(SecurityError, match="authentication failed"):
-        rx.open_parsed(body + wire._CRC.pack(wire.zlib.crc32(body)))
+        rx.open_parsed(body + wire._CRC.pack(zlib.crc32(body)))
     rx.open_parsed(sealed)
     with pytest.raises(SecurityError, match="replayed"):
         rx.open_parsed(sealed)

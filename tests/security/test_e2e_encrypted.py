@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from collections import deque
 
 import numpy as np
@@ -65,7 +66,7 @@ def _attacks(n: int, msg: bytes, captured: list[bytes]) -> list[bytes]:
     if n == 40:
         b = bytearray(msg[:-4])
         b[-5] ^= 0x10
-        return [bytes(b) + wire._CRC.pack(wire.zlib.crc32(bytes(b)))]
+        return [bytes(b) + wire._CRC.pack(zlib.crc32(bytes(b)))]
     if n in (50, 60, 70):
         h = wire.parse_frame_header(msg)
         plain = wire.pack_frame(h.stream_id, h.seq + 1, h.timestamp, h.n_samples, h.n_channels, h.dtype, 0,
