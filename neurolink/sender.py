@@ -241,10 +241,7 @@ class Sender:
                     align(st.frame_samples)
                 self._setup_controller(st)
                 self.streams[spec.stream_id] = st
-                if self.reliable is not None and meta.channel_format == "string":
-                    log.warning("stream %d (%r): string (marker) stream: not archived by the reliable path "
-                                "(archives hold numeric samples); sent on the live path only", st.id, meta.name)
-                elif self.reliable is not None:
+                if self.reliable is not None:
                     self.reliable.attach(st.id, lambda m, st=st: self._send_now(st, m, "data"), meta.channel_format)
                 await self._send(st, st.header_msg, kind="header")
             self.started.set()
@@ -310,7 +307,7 @@ class Sender:
         self._stopping.set()
 
     def _archived(self, st: _Stream) -> bool:
-        """Whether the reliable archive path keeps a copy of this stream (not for string streams)."""
+        """Whether the reliable archive path keeps a copy of this stream (every format, markers included)."""
         return self.reliable is not None and st.id in self.reliable.streams
 
     def _encode_or_drop(self, st: _Stream, f: RawFrame, sealer: Any = None) -> bytes | None:

@@ -1,6 +1,6 @@
 """LSL string (marker) streams end to end: a real cf_string outlet -> sender -> ZeroMQ -> receiver -> LSL outlet
 -> an independent pylsl consumer. Every marker arrives, byte-exact, with the source's timestamp. Plus the
-receiver's loss handling (nothing is invented for a lost marker) and the archive's refusal, without sockets."""
+receiver's loss handling (nothing is invented for a lost marker) and the receiver's archive sink, without sockets."""
 
 from __future__ import annotations
 
@@ -227,16 +227,23 @@ def test_irregular_marker_time_stamps_are_kept_as_sent():
     assert rx.streams[1].stats.timestamp_clamps == 0
 
 
-def test_archive_refuses_string_streams_once_and_the_live_path_continues(tmp_path, caplog):
+def test_archive_keeps_string_streams_beside_the_live_path(tmp_path, caplog):
+    """The receiver's archive sink stores markers exactly (tests/archive/test_archive_markers.py covers the rest)."""
     pytest.importorskip("zarr")
+    from neurolink.archive import read_archive, verify_archive
+
     sink = MemorySink()
-    archive = ArchiveSink(str(tmp_path / "markers.zarr"))
+    path = str(tmp_path / "markers.zarr")
+    archive = ArchiveSink(path)
     with caplog.at_level(logging.ERROR, logger="neurolink.sinks.archive"):
         rx = _string_stream(0.0, 1, [archive, sink])
         codec = get_codec({"id": "nl-text"})
         for seq in range(3):
-            rx.handle(w.pack_frame(1, seq, 1.0 + seq, 1, 2, "string", 0, codec.encode([["a", "b"]]), w.FLAG_KEYFRAME))
+            rx.handle(w.pack_frame(1, seq, 1.0 + seq, 1, 2, "string", 0, codec.encode([["a", f"b\x00{seq}"]]),
+                                   w.FLAG_KEYFRAME))
         archive.close()
-    assert archive.refused and len([r for r in caplog.records if "not archived" in r.message]) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert sink.data().shape == (3, 2) and rx.bad_messages == 0
-    assert not (tmp_path / "markers.zarr").exists()
+    x, ts = read_archive(path)
+    assert x.tolist() == sink.data().tolist() == [["a", f"b\x00{k}"] for k in range(3)]
+    assert np.array_equal(ts, sink.timestamps()) and verify_archive(path)["ok"]

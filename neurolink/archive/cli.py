@@ -34,10 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("src")
     t.add_argument("dst")
     t.add_argument("--chunk-s", type=float, help="new chunk length in seconds")
-    e = sub.add_parser("export", help="export samples + timestamps (npy+json sidecar)")
+    e = sub.add_parser("export", help="export samples + timestamps (npy or, for string streams, jsonl; json sidecar)")
     e.add_argument("path")
-    e.add_argument("out", help="npy: output prefix (OUT.npy, OUT_timestamps.npy, OUT.json); xdf: the .xdf file")
-    e.add_argument("--format", choices=["npy", "xdf"], default="npy")
+    e.add_argument("out", help="npy: output prefix (OUT.npy, OUT_timestamps.npy, OUT.json); jsonl: OUT.jsonl + "
+                               "OUT.json; xdf: the .xdf file")
+    e.add_argument("--format", choices=["npy", "jsonl", "xdf"], default=None,
+                   help="default: npy for numeric streams, jsonl for string (marker) streams")
     rp = sub.add_parser("replay", help="publish the archive as an LSL stream, paced by its timestamps")
     rp.add_argument("path")
     rp.add_argument("--speed", type=float, default=1.0, help="1 = real time")
@@ -52,11 +54,15 @@ def _read(args: argparse.Namespace) -> int:
         return 0
     h = a.header
     print(f"{args.path}: {h['name']!r} ({h['type']}, source_id {h['source_id']!r}) {h['channel_count']} ch "
-          f"{h['channel_format']} @ {a.fs:g} Hz")
+          f"{h['channel_format']} @ {a.fs:g} Hz" + (" (irregular)" if not a.fs else ""))
     print(f"  samples {a.n_samples} ({a.n_samples / a.fs if a.fs else 0:.2f} s), chunk {a.meta['chunk_samples']}, "
           f"gaps {len(a.gaps)}, timestamps clock {a.meta['timestamps_clock']}, next_seq {a.meta.get('next_seq')}")
     if args.stop is not None:
         x, ts = a.read(args.start, args.stop)
+        if a.is_text:  # one marker per line: its timestamp and its values, escaped (NULs, line breaks)
+            for t, row in zip(ts.tolist(), x.tolist(), strict=True):
+                print(f"{t!r}\t" + "\t".join(json.dumps(v, ensure_ascii=False) for v in row))
+            return 0
         np.set_printoptions(linewidth=160, threshold=200)
         print(ts)
         print(x)
@@ -103,16 +109,32 @@ def _export(args: argparse.Namespace) -> int:
         print(f"exported {n} samples to {args.out}")
         return 0
     a = open_archive(args.path)
+    fmt = args.format or ("jsonl" if a.is_text else "npy")
+    if fmt == "npy" and a.is_text:
+        raise NeurolinkError(f"{args.path} is a string (marker) stream: .npy cannot hold variable-length text without "
+                             f"pickle; use --format jsonl (one JSON line per marker) or --format xdf")
+    if fmt == "jsonl" and not a.is_text:
+        raise NeurolinkError(f"{args.path} is a numeric ({a.header['channel_format']}) stream: use --format npy or xdf")
     x, ts = a.read()
     out = Path(args.out)
-    np.save(out.with_suffix(".npy"), x)
-    np.save(out.parent / f"{out.name}_timestamps.npy", ts)
     side = {"sampling_rate_hz": a.fs, "channel_format": a.header["channel_format"], "name": a.header["name"],
             "type": a.header["type"], "source_id": a.header["source_id"], "desc_xml": a.header.get("desc_xml", ""),
             "shape": list(x.shape), "gaps": a.gaps, "clock_offsets": a.meta["clock_offsets"],
             "timestamps_clock": a.meta["timestamps_clock"]}
+    if fmt == "jsonl":
+        # one line per sample: {"t": timestamp, "v": [value per channel]}; JSON floats round-trip exactly and
+        # JSON strings hold any text (NULs and line breaks escaped)
+        dst = out.with_suffix(".jsonl")
+        with open(dst, "w", encoding="utf-8") as f:
+            for t, row in zip(ts.tolist(), x.tolist(), strict=True):
+                f.write(json.dumps({"t": t, "v": row}, ensure_ascii=False) + "\n")
+        side["values_file"] = dst.name
+    else:
+        dst = out.with_suffix(".npy")
+        np.save(dst, x)
+        np.save(out.parent / f"{out.name}_timestamps.npy", ts)
     out.with_suffix(".json").write_text(json.dumps(side, indent=1))
-    print(f"exported {x.shape[0]} samples to {out.with_suffix('.npy')}")
+    print(f"exported {x.shape[0]} samples to {dst}")
     return 0
 
 

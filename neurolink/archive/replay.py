@@ -1,7 +1,9 @@
 """Replay an archive as a live LSL stream, paced by its own timestamps (not as fast as possible).
 
 The outlet carries the archived header (name, type, channel count, rate, format, ``desc()``) with a
-``source_id`` suffix; sample times keep the archive's spacing (gaps included) shifted to start now.
+``source_id`` suffix; sample times keep the archive's spacing (gaps included) shifted to start now. String
+(marker) archives replay as a ``cf_string`` outlet; an irregular stream's samples are pushed one at a time, each
+at its own (shifted) time stamp.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def replay_archive(path: str, *, speed: float = 1.0, block_s: float = 0.01, sour
     sink = LSLOutletSink(source_id_suffix=source_id_suffix, wait_consumer_s=wait_consumer_s)
     sink.open(StreamHeader(stream_id=int(a.meta.get("stream_id", 1)), **h))
     stop = a.n_samples if stop is None else min(stop, a.n_samples)
-    step = max(1, int(round((a.fs or 1000.0) * block_s)))
+    step = max(1, int(round(a.fs * block_s))) if a.fs > 0 else 1  # irregular (markers): each at its own time
     wall0 = pylsl.local_clock()
     t_first: float | None = None
     pushed = 0

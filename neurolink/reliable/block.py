@@ -4,7 +4,9 @@ Why blocks: nl-lossless archive mode costs ~10x less CPU per sample (and compres
 100-frame blocks than on 1 ms frames, and the archive path has no latency target. Each frame's own
 first-sample timestamp is kept, so per-sample timestamps are exactly what the live path would produce.
 
-Payload: ``n_frames u32 | n_frames x (n_samples u32, t0 f64) | nl-lossless archive payload``.
+Payload: ``n_frames u32 | n_frames x (n_samples u32, t0 f64) | archive codec payload`` (nl-lossless archive
+mode for int16/int32, see ``neurolink.sinks.archive.archive_codec_for``; string (marker) streams: nl-text, with
+the frame header's dtype ``string``; an irregular stream's frame is one marker with its own t0).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def unpack_block(payload: bytes, n_samples: int, n_channels: int, codec: Any, fs
     data = codec.decode(payload[end:])
     if data.shape != (n_samples, n_channels):
         raise WireFormatError("payload", end + 40, f"archive block decodes to {data.shape}, header says {(n_samples, n_channels)}")
-    if dtype is not None and data.dtype.name != dtype:
-        raise WireFormatError("payload", end + 40, f"archive block decodes to {data.dtype.name}, header says {dtype}")
+    got = "string" if data.dtype == object else data.dtype.name  # nl-text decodes to object arrays of str
+    if dtype is not None and got != dtype:
+        raise WireFormatError("payload", end + 40, f"archive block decodes to {got}, header says {dtype}")
     counts = table["n"].astype(np.int64)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     idx = np.arange(n_samples) - starts

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from neurolink.codecs import get_codec
+from neurolink.codecs.base import MAX_DECODED_BYTES, MAX_STRING_VALUES
 from neurolink.errors import ConfigError
 from neurolink.framer import RawFrame
 from neurolink.reliable.block import MAX_BLOCK_FRAMES, pack_block
@@ -58,6 +59,7 @@ class _Tx:
     send: SendFn
     spool: Spool
     codec: Any
+    dtype: str = "int16"  # the stream's channel format ("string": nl-text blocks, bounded per block)
     acked: int = 0  # receiver's cumulative next_seq
     last_progress: float = field(default_factory=time.monotonic)
     last_ack: float = -1e9  # when the last ack arrived: no acks = nobody listening, do not resend blindly
@@ -67,6 +69,8 @@ class _Tx:
     queued: set = field(default_factory=set)
     last_retx: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (time, times resent)
     block: list[RawFrame] = field(default_factory=list)  # live frames waiting to form the next archive block
+    block_values: int = 0  # string streams: values and a UTF-8 size bound of the block so far (frame limits)
+    block_text: int = 0
     block_started: float = 0.0
     next_seq: int = 0  # archive sequence numbers count blocks
     tokens: float = 0.0
@@ -100,13 +104,23 @@ class ReliableSender:
     def attach(self, stream_id: int, send: SendFn, dtype: str = "int16") -> None:
         d = (self.spool_dir / f"stream-{stream_id}") if self.spool_dir else None
         codec = get_codec(archive_codec_for(dtype))
-        get_codec(codec.get_config()).encode(np.zeros((4, 2), dtype))  # load the jitted kernels now, not mid-stream
+        if dtype != "string":  # load the jitted kernels now, not mid-stream (nl-text has none)
+            get_codec(codec.get_config()).encode(np.zeros((4, 2), dtype))
         self.streams[stream_id] = _Tx(stream_id, send, Spool(d, capacity_bytes=self.spool_bytes, segment_bytes=self.segment_bytes),
-                                      codec)
+                                      codec, dtype)
 
     async def on_frame(self, stream_id: int, f: RawFrame) -> None:
         """Collect a live frame; a full (or old) block is coded, spooled and sent."""
         tx = self.streams[stream_id]
+        if tx.dtype == "string":
+            # a block is one frame message: keep it within what a receiver accepts (MAX_STRING_VALUES values,
+            # MAX_DECODED_BYTES of text; 4 bytes per character bounds UTF-8)
+            text = 4 * sum(map(len, f.data.ravel().tolist()))
+            if tx.block and (tx.block_values + f.data.size > MAX_STRING_VALUES
+                             or tx.block_text + text > MAX_DECODED_BYTES // 2):
+                await self._emit_block(tx)
+            tx.block_values += f.data.size
+            tx.block_text += text
         if not tx.block:
             tx.block_started = time.monotonic()
         tx.block.append(f)
@@ -128,11 +142,13 @@ class ReliableSender:
 
     async def _emit_block(self, tx: _Tx) -> None:
         frames, tx.block = tx.block, []
+        tx.block_values = tx.block_text = 0
         data, payload = pack_block(frames, tx.codec)
         n, c = data.shape
         seq = tx.next_seq
         tx.next_seq += 1
-        msg = wire.pack_frame(tx.stream_id, seq, frames[0].timestamp, n, c, data.dtype.name, 0, payload, wire.FLAG_KEYFRAME)
+        dtype = "string" if data.dtype == object else data.dtype.name  # string frames are object arrays of str
+        msg = wire.pack_frame(tx.stream_id, seq, frames[0].timestamp, n, c, dtype, 0, payload, wire.FLAG_KEYFRAME)
         tx.spool.append(seq, msg)
         tx.stats.blocks_spooled += 1
         if seq == tx.acked:  # nothing older is waiting: ack silence counts from this block's first send

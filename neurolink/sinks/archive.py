@@ -3,19 +3,25 @@
 Layout (format documented in docs/archive.md)::
 
     <store>/samples      (n_samples, n_channels) stream dtype, chunks (chunk_samples, n_channels),
-                         serializer ``numcodecs.neurolink.lossless`` (nl-lossless archive mode)
+                         serializer ``numcodecs.neurolink.lossless`` (nl-lossless archive mode); string
+                         (marker) streams: zarr's variable-length UTF-8 ``string`` data type (vlen-utf8 + zstd)
     <store>/timestamps   (n_samples,) float64, one per sample, in the clock named by attrs["timestamps_clock"]
     <store> attrs["neurolink_archive"]: stream header, chunk size, per-chunk CRC32s, gaps, clock offsets,
                          codec history, and the durable point (next_seq, n_samples) used to resume.
 
-Why whole chunks only: a chunk is written once, when full (or at close), so its CRC32 is computed from the
+Why whole chunks: a numeric chunk is written once, when full (or at close), so its CRC32 is computed from the
 exact bytes written and a receiver killed mid-chunk loses only what it has not acknowledged; on restart the
-archive is reopened at its durable point and the sender retransmits the rest from its spool.
+archive is reopened at its durable point and the sender retransmits the rest from its spool. String streams
+are sparse (a marker every few seconds would take an hour to fill a chunk), so their partial chunk is also
+rewritten (each object write is atomic in zarr's stores) at most ``flush_s`` after a marker arrives.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import struct
+import time
 import warnings
 import zlib
 from dataclasses import asdict
@@ -40,15 +46,22 @@ _BLOCK_CODECS: dict[str, dict] = {
     "float64": {"id": "nl-float", "inner": ARCHIVE_CODEC},
     "int8": {"id": "delta-zstd", "level": 19},
     "int64": {"id": "delta-zstd", "level": 19},
+    "string": {"id": "nl-text"},  # markers: exact UTF-8 text, one frame (= one marker when irregular) per entry
 }
+#: how string chunks are stored: zarr v3's ``string`` data type (vlen-utf8), zstd-compressed
+TEXT_ZSTD_LEVEL = 3
+#: the name of the text CRC definition recorded in string archives (see :func:`text_crc32`)
+TEXT_CHECKSUM = "crc32-u32len-utf8"
+_U32 = struct.Struct("<I")
 
 
 def archive_codec_for(dtype: str) -> dict:
-    """The codec config of the reliable path's archive blocks for streams of ``dtype`` (numeric only)."""
+    """The codec config of the reliable path's archive blocks for streams of ``dtype``."""
     try:
         return _BLOCK_CODECS[dtype]
     except KeyError:
-        raise NeurolinkError(f"no archive codec for sample format {dtype!r} (numeric streams only)") from None
+        raise NeurolinkError(f"no archive codec for sample format {dtype!r} "
+                             f"(known: {', '.join(_BLOCK_CODECS)})") from None
 
 
 def _zarr():
@@ -57,8 +70,34 @@ def _zarr():
     return zarr
 
 
+def is_text_array(a: np.ndarray) -> bool:
+    """Object arrays of str (the live path's string frames) and numpy StringDType arrays (what zarr returns)."""
+    return a.dtype.kind in ("O", "T", "U")
+
+
+def text_crc32(a: np.ndarray) -> int:
+    """CRC32 of a string chunk: its values in C order (sample by sample, channel by channel), each as its
+    UTF-8 byte length (uint32 little-endian) followed by its UTF-8 bytes. The length prefix makes the
+    definition unambiguous (``["ab", ""]`` and ``["a", "b"]`` differ) and independent of how a zarr version
+    lays the chunk out on disk."""
+    parts = []
+    for i, v in enumerate(np.asarray(a).ravel().tolist()):
+        if not isinstance(v, str):
+            raise NeurolinkError(f"string archive: value {i} is {type(v).__name__}, expected str")
+        try:
+            b = v.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 form, zarr could not store it either
+            raise NeurolinkError(f"string archive: value {i} is not encodable as UTF-8: {exc.reason}") from None
+        parts.append(_U32.pack(len(b)))
+        parts.append(b)
+    return zlib.crc32(b"".join(parts))
+
+
 def crc32(a: np.ndarray) -> int:
-    """CRC32 of an array's little-endian C-order bytes (what verify recomputes from the store)."""
+    """CRC32 of an array's little-endian C-order bytes (what verify recomputes from the store); string
+    arrays: :func:`text_crc32`."""
+    if is_text_array(a):
+        return text_crc32(a)
     return zlib.crc32(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
@@ -67,25 +106,35 @@ class ArchiveSink(Sink):
 
     Two ways in: :meth:`push` (the plain :class:`Sink` contract: concealed samples are written and recorded
     as gaps) and :meth:`write_frame` (the reliable path: frames in sequence order, sender-clock timestamps).
+    String (marker) streams are archived too: values are object arrays of ``str`` in and out, stored exactly.
+    ``flush_s`` (string streams only): the longest a marker waits in memory before its (partial) chunk is
+    written, while an asyncio loop runs; without one, at the next marker at least ``flush_s`` later or at close.
     """
 
     def __init__(self, path: str, *, chunk_s: float = 1.0, chunk_samples: int | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, flush_s: float = 1.0) -> None:
         if not isinstance(path, str) or not path:
             raise ConfigError("archive.path", f"expected a folder or fsspec URL, got {path!r}")
         if chunk_samples is not None and chunk_samples < 1:
             raise ConfigError("archive.chunk_samples", f"must be >= 1, got {chunk_samples}")
         if chunk_s <= 0:
             raise ConfigError("archive.chunk_s", f"must be > 0, got {chunk_s}")
+        if not flush_s >= 0:
+            raise ConfigError("archive.flush_s", f"must be >= 0, got {flush_s}")
         self.path = path
         self.chunk_s = chunk_s
         self.chunk_samples_cfg = chunk_samples
         self.storage_options = storage_options
+        self.flush_s = flush_s
         self.meta: dict[str, Any] = {}
         self.header: StreamHeader | None = None
         self.resumed = False
-        self.refused = False  # a string (marker) stream: this sink stays inert, the live path carries on
+        self.text = False  # a string (marker) stream
+        self.closed = False
         self._frames: list[tuple[int, int]] = []  # (next_seq after the frame, sample index after it)
+        self._written = 0  # samples of the current chunk already in the store (string streams' partial flushes)
+        self._last_write = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- Sink contract -----------------------------------------------------------------------------
     def open(self, header: StreamHeader) -> None:
@@ -93,13 +142,8 @@ class ArchiveSink(Sink):
         from neurolink.codecs.numcodecs_adapter import NeurolinkLosslessZarr
 
         self.header = header
-        if header.channel_format == "string":
-            # the archive stores numeric samples (Zarr, nl-lossless): refuse markers here, once, not crash the
-            # receiver, which keeps republishing them live
-            self.refused = True
-            log.error("archive %s: stream %r is a string (marker) stream: not archived (archives hold numeric "
-                      "samples); it is still republished live", self.path, header.name)
-            return
+        self.text = header.channel_format == "string"
+        self.closed = False  # a sink factory may hand the same sink a new header after closing it
         fs = header.nominal_srate
         cs = self.chunk_samples_cfg or max(1, int(round((fs if fs > 0 else 1000.0) * self.chunk_s)))
         hdr = header.to_json_dict()
@@ -114,15 +158,20 @@ class ArchiveSink(Sink):
                 raise NeurolinkError(f"archive {self.path} holds stream {old['header'].get('name')!r} "
                                      f"({old['header'].get('source_id')!r}): refusing to mix in {header.name!r}")
             c = header.channel_count
-            if header.channel_format in ("int16", "int32"):  # nl-lossless archive mode, through numcodecs
-                codecs: dict = {"serializer": NeurolinkLosslessZarr(), "compressors": None}
-                archive_codec: dict = {"id": "neurolink.lossless"}
+            if self.text:  # zarr's variable-length UTF-8 "string" data type (vlen-utf8; no pickle, no object codec)
+                dtype: Any = str
+                codecs: dict = {"compressors": [zarr.codecs.ZstdCodec(level=TEXT_ZSTD_LEVEL)]}
+                archive_codec: dict = {"id": "vlen-utf8", "compressor": {"id": "zstd", "level": TEXT_ZSTD_LEVEL}}
+            elif header.channel_format in ("int16", "int32"):  # nl-lossless archive mode, through numcodecs
+                dtype = header.channel_format
+                codecs = {"serializer": NeurolinkLosslessZarr(), "compressors": None}
+                archive_codec = {"id": "neurolink.lossless"}
             else:  # float/int8/int64 chunks: zarr's own blosc (zstd, byte shuffle), readable by any zarr
+                dtype = header.channel_format
                 blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.shuffle)
                 codecs = {"compressors": [blosc]}
                 archive_codec = {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": "shuffle"}
-            self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=header.channel_format,
-                                                   **codecs)
+            self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=dtype, **codecs)
             self.timestamps = self.group.create_array("timestamps", shape=(0,), chunks=(cs,), dtype="float64")
         self.meta = {
             "format_version": FORMAT_VERSION,
@@ -140,24 +189,30 @@ class ArchiveSink(Sink):
                                "wire_codec": archive_codec_for(header.channel_format), "ladder": hdr.get("ladder", [])}],
             "sessions": [hdr.get("session", "")],
         }
+        if self.text:
+            self.meta["samples_checksum"] = TEXT_CHECKSUM
         self._init_buffers(0)
         self._save_meta()
+        self._last_write = time.monotonic()
 
     def push(self, data: np.ndarray, timestamps: np.ndarray, *, concealed: bool = False) -> None:
         """Plain-sink path: receiver-clock timestamps; concealed runs are written and listed as gaps."""
-        if self.refused:
-            return
         if self.meta["n_samples"] == 0 and self._fill == 0 and self._chunk_start == 0:
             self.meta["timestamps_clock"] = "receiver"
         if concealed:
             self._add_gap_record({"sample_index": self._total, "n_samples": int(data.shape[0]), "concealed": True,
                                   "reason": "concealed by the receiver (frames lost on the live path)"})
-        self._append(data, timestamps, None)
+        self._append(self._checked(data, timestamps), timestamps, None)
+        self._flush_text_soon()
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not hasattr(self, "_buf"):
             return
-        if self._fill:
+        self.closed = True
+        if self._fill > self._written:
             self._write_chunk(self._fill)
             self._frames.clear()
         self._save_meta()
@@ -174,30 +229,25 @@ class ArchiveSink(Sink):
 
     def write_frame(self, seq: int, data: np.ndarray, timestamps: np.ndarray) -> None:
         """Append frame ``seq`` (must follow the last one, or :meth:`add_gap` first)."""
-        if self.refused:
-            return
         expect = self.buffered_next_seq
         if expect is not None and seq != expect:
             raise NeurolinkError(f"archive {self.path}: frame {seq} out of order (expected {expect})")
-        self._append(data, timestamps, seq + 1)
+        self._append(self._checked(data, timestamps), timestamps, seq + 1)
+        self._flush_text_soon()
 
     def add_gap(self, first_seq: int, end_seq: int, reason: str) -> None:
         """Record frames [first_seq, end_seq) as lost for good (no samples are invented for them)."""
-        if self.refused:
-            return
         log.error("archive %s: frames %d..%d lost for good: %s", self.path, first_seq, end_seq - 1, reason)
         self._add_gap_record({"first_seq": int(first_seq), "end_seq": int(end_seq), "sample_index": self._total,
                               "n_samples": 0, "concealed": False, "reason": reason})
         self._frames.append((end_seq, self._total))
-        if not self._fill:
+        if self._fill == self._written:
             self.meta["next_seq"] = int(end_seq)
 
     def add_eos(self, seq: int) -> None:
         """Sender's end of stream (frame ``seq``): write the partial chunk so everything is durable."""
-        if self.refused:
-            return
         self._frames.append((seq + 1, self._total))
-        if self._fill:
+        if self._fill > self._written:
             self._write_chunk(self._fill)
         self.meta["next_seq"] = int(seq + 1)
         self.meta["n_samples"] = self._total
@@ -205,15 +255,11 @@ class ArchiveSink(Sink):
         self._save_meta()
 
     def set_clock_offset(self, offset_s: float) -> None:
-        if self.refused:
-            return
         hist = self.meta["clock_offsets"]
         if not hist or abs(hist[-1][1] - offset_s) > 1e-4:
             hist.append([self._total, float(offset_s)])
 
     def record_codec(self, level: int, codec: dict[str, Any]) -> None:
-        if self.refused:
-            return
         hist = self.meta["codec_history"]
         if hist[-1].get("wire_codec") != codec:
             hist.append({"sample_index": self._total, "level": level, "wire_codec": codec})
@@ -223,12 +269,24 @@ class ArchiveSink(Sink):
     def _total(self) -> int:
         return self._chunk_start + self._fill
 
+    def _checked(self, data: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Shape (and for strings: str values with a UTF-8 form) checked before anything is buffered, so a bad
+        frame raises here, naming the problem, and never half-fills a chunk that then cannot be written."""
+        c = self.meta["header"]["channel_count"]
+        if data.ndim != 2 or data.shape[1] != c or np.shape(ts) != (data.shape[0],):
+            raise NeurolinkError(f"archive {self.path}: expected ({c} channels) samples with one timestamp each, "
+                                 f"got samples {data.shape}, timestamps {np.shape(ts)}")
+        if self.text:
+            text_crc32(data)  # raises NeurolinkError on a non-str value or a lone surrogate
+        return data
+
     def _init_buffers(self, chunk_start: int) -> None:
         cs = self.meta["chunk_samples"]
         h = self.meta["header"]
-        self._buf = np.empty((cs, h["channel_count"]), dtype=h["channel_format"])
+        self._buf = np.empty((cs, h["channel_count"]), dtype=object if self.text else h["channel_format"])
         self._tbuf = np.empty(cs, dtype=np.float64)
         self._fill = 0
+        self._written = 0
         self._chunk_start = chunk_start
         self._frames = []
 
@@ -242,8 +300,13 @@ class ArchiveSink(Sink):
         start = (n // cs) * cs
         tail = np.asarray(self.samples[start:n])
         ttail = np.asarray(self.timestamps[start:n])
-        self.samples.resize((start, self.samples.shape[1]))
-        self.timestamps.resize((start,))
+        # cut to the durable point, not to the chunk start: the durable tail stays in the store (a resize that
+        # deletes its chunk would lose it to a second kill before the chunk is rewritten); anything a kill left
+        # beyond the durable point (written, never recorded) goes
+        if self.samples.shape[0] != n:
+            self.samples.resize((n, self.samples.shape[1]))
+        if self.timestamps.shape[0] != n:
+            self.timestamps.resize((n,))
         k = start // cs
         for key in ("samples", "timestamps"):
             del old["checksums"][key][k:]
@@ -278,7 +341,10 @@ class ArchiveSink(Sink):
             self._frames.append((next_seq, self._total))
 
     def _write_chunk(self, n: int) -> None:
+        """Write the current chunk's first ``n`` samples (``n`` < chunk size: a partial chunk, rewritten
+        whole later; its checksum entry is replaced then) and move the durable point."""
         start = self._chunk_start
+        cs = self._buf.shape[0]
         c = self._buf.shape[1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -286,8 +352,10 @@ class ArchiveSink(Sink):
             self.timestamps.resize((start + n,))
             self.samples[start:start + n] = self._buf[:n]
             self.timestamps[start:start + n] = self._tbuf[:n]
-        self.meta["checksums"]["samples"].append(crc32(self._buf[:n]))
-        self.meta["checksums"]["timestamps"].append(crc32(self._tbuf[:n]))
+        k = start // cs
+        sums = self.meta["checksums"]
+        sums["samples"][k:] = [crc32(self._buf[:n])]
+        sums["timestamps"][k:] = [crc32(self._tbuf[:n])]
         end = start + n
         # durable point: the last frame that ends inside what is now written
         done = [f for f in self._frames if f[1] <= end]
@@ -297,11 +365,42 @@ class ArchiveSink(Sink):
         elif self.meta["next_seq"] is None:
             self.meta["n_samples"] = end  # plain-sink path: every sample counts
         self._frames = [f for f in self._frames if f[1] > end]
-        self._chunk_start = end
-        self._fill = 0
-        if n < self._buf.shape[0]:  # close(): a short last chunk; a resume rewrites it as a full one
+        if n == cs:
+            self._chunk_start = end
+            self._fill = 0
+            self._written = 0
+        else:  # a short chunk (close, end of stream, a string stream's flush): rewritten whole once it grows
+            self._written = n
             self.meta["n_samples"] = end
+        self._last_write = time.monotonic()
         self._save_meta()
+
+    def _flush_text_soon(self) -> None:
+        """String streams: write the partial chunk now if the last write is ``flush_s`` old, else schedule it
+        (on the running asyncio loop, if any: the receiver's), so a lone marker does not wait for the next."""
+        if not self.text or self._fill <= self._written or self.closed:
+            return
+        wait = self.flush_s - (time.monotonic() - self._last_write)
+        if wait <= 0:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._write_chunk(self._fill)
+            return
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (offline use): the next marker or close() writes it
+            self._timer = loop.call_later(wait, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.closed and self._fill > self._written:
+            try:
+                self._write_chunk(self._fill)
+            except Exception as exc:  # noqa: BLE001 - a timer must not kill the loop; the next write retries
+                log.error("archive %s: flushing markers failed: %s", self.path, exc)
 
     def _add_gap_record(self, rec: dict[str, Any]) -> None:
         self.meta["gaps"].append(rec)
@@ -315,4 +414,5 @@ def _same_stream(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-__all__ = ["ArchiveSink", "ARCHIVE_CODEC", "ATTR", "FORMAT_VERSION", "crc32", "asdict"]
+__all__ = ["ArchiveSink", "ARCHIVE_CODEC", "ATTR", "FORMAT_VERSION", "TEXT_CHECKSUM", "archive_codec_for", "crc32",
+           "text_crc32", "asdict"]
