@@ -56,7 +56,11 @@ _PREFIX = 6
 _CRC = struct.Struct("<I")
 _NONCE = struct.Struct("<B3xQ")  # direction | 0x000000 | counter
 _CLOCK_KIND_OFFSET = 10
-_MAX_COUNTER = (1 << 64) - 1
+#: a session draws a new salt (hence a new subkey, counters from 0) after this many messages or bytes sealed:
+#: AES-GCM's confidentiality bound degrades with the data under one key; these are TLS 1.3's order of
+#: magnitude (~2^24.5 full records, RFC 8446 5.5), about 4.6 h of 1 ms frames. Receivers see a new session.
+REKEY_MESSAGES = 1 << 24
+REKEY_BYTES = 1 << 36
 
 
 def hardware_aes() -> bool:
@@ -68,7 +72,8 @@ def hardware_aes() -> bool:
                     return "aes" in line.split(":", 1)[1].split()
     except OSError:
         pass
-    return platform.system() == "Darwin" and platform.machine() == "arm64"  # Apple silicon
+    # no /proc/cpuinfo (macOS, Windows): Apple silicon has them, and so has every x86-64 CPU since ~2011
+    return platform.machine().lower() in ("arm64", "x86_64", "amd64")
 
 
 def resolve_aead(name: str) -> int:
@@ -79,6 +84,12 @@ def resolve_aead(name: str) -> int:
         return AEAD_NAMES[name]
     except KeyError:
         raise SecurityError(f"aead must be 'auto' or one of {sorted(AEAD_NAMES)}, got {name!r}") from None
+
+
+def _nonce(env: bytes) -> bytes:
+    """The 96-bit nonce of an envelope header: direction | 0x000000 | counter."""
+    _, d, _, _, ctr, _ = _ENV.unpack(env)
+    return _NONCE.pack(d, ctr)
 
 
 def _direction(msg: bytes | memoryview) -> int:
@@ -131,7 +142,10 @@ class FrameCipher:
     ``role`` ("sender" / "receiver") restricts which direction :meth:`open` accepts; None accepts both.
     ``max_age_s`` optionally rejects messages whose authenticated send time is further than that from
     this host's clock (bounds replays of whole recorded sessions; needs synchronised clocks).
-    ``aead`` picks the sealing algorithm (:func:`resolve_aead`); opening accepts every algorithm.
+    ``aead`` picks the sealing algorithm (:func:`resolve_aead`); opening accepts every algorithm. A
+    ``role="receiver"`` end answers (feedback, clock probes) in the algorithm its sender uses, and in
+    ChaCha20-Poly1305 (version 1, which every release opens) before it has heard one, so upgrading a
+    receiver never cuts off an older sender; upgrade receivers before senders.
     """
 
     def __init__(
@@ -160,8 +174,12 @@ class FrameCipher:
         self.max_age_s = max_age_s
         self._accept_dirs = _ROLES[role]
         self.version = resolve_aead(aead)  # the envelope version (= algorithm) this end seals with
+        self._follow = role == "receiver"  # answers in the version of the data it opened (ENV_CHACHA until then)
+        self._reply_version = ENV_CHACHA
         self.salt = os.urandom(8)
         self._counters = [0, 0]
+        self._sealed_bytes = 0
+        self._pid = os.getpid()  # a forked child must not reuse the parent's (salt, counter) pairs
         self._aead: OrderedDict[tuple[int, int, bytes], AESGCM | ChaCha20Poly1305] = OrderedDict()
         self._windows: OrderedDict[tuple[int, bytes, int], _ReplayWindow] = OrderedDict()
         self._lock = threading.Lock()  # counters must never be handed out twice, even across threads
@@ -173,7 +191,12 @@ class FrameCipher:
             raise SecurityError(f"key id must be an int in [0, 2**32), got {key_id!r}")
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_SIZE:
             raise SecurityError(f"key {key_id} must be {KEY_SIZE} bytes, got {len(key) if isinstance(key, (bytes, bytearray)) else type(key).__name__}")
-        self._keys[key_id] = bytes(key)
+        key = bytes(key)
+        if self._keys.get(key_id, key) != key and hasattr(self, "_aead"):  # new bytes under a known id: forget its
+            with self._lock:  # cached subkeys, or live sessions would go on opening (and sealing) with the old key
+                for k in [k for k in self._aead if k[1] == key_id]:
+                    del self._aead[k]
+        self._keys[key_id] = key
 
     def rotate(self, key_id: int, key: bytes | None = None) -> None:
         """Seal with ``key_id`` from now on (adding ``key`` first if given); old ids still open."""
@@ -217,16 +240,27 @@ class FrameCipher:
         return c
 
     # -- seal / open -------------------------------------------------------------------------------
-    def _next(self, d: int) -> tuple[int, int, AESGCM | ChaCha20Poly1305]:
-        """Hand out the next counter of direction ``d`` (never twice) with the active key."""
+    def _new_session(self) -> None:
+        """A fresh salt (so fresh subkeys) and counters from 0; the caller holds the lock."""
+        self.salt = os.urandom(8)
+        self._counters = [0, 0]
+        self._sealed_bytes = 0
+        self._pid = os.getpid()
+
+    def _next(self, d: int, nbytes: int) -> tuple[bytes, AESGCM | ChaCha20Poly1305]:
+        """The envelope header of the next message of direction ``d`` (its counter handed out once, never
+        again) and the AEAD to seal it with: version, salt, counter and key are taken together, under the lock."""
         with self._lock:
+            if self._pid != os.getpid() or self._counters[d] >= REKEY_MESSAGES or self._sealed_bytes >= REKEY_BYTES:
+                self._new_session()
             ctr = self._counters[d]
-            if ctr >= _MAX_COUNTER:
-                raise SecurityError("nonce counter exhausted: rotate the key or restart the session")
             self._counters[d] = ctr + 1
+            self._sealed_bytes += nbytes
             kid = self.active_id
-            aead = self._cipher(self.version, kid, self.salt)
-        return ctr, kid, aead
+            ver = self._reply_version if self._follow and d == DIR_FEEDBACK else self.version
+            aead = self._cipher(ver, kid, self.salt)
+            env = _ENV.pack(ver, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
+        return env, aead
 
     def seal_frame(self, stream_id: int, seq: int, timestamp: float, n_samples: int, n_channels: int, dtype: str,
                    level: int, payload: bytes, flags: int = 0) -> bytes:
@@ -240,9 +274,9 @@ class FrameCipher:
                                           ENVELOPE_HEADER_SIZE + len(payload) + TAG_SIZE, flags | wire.FLAG_ENCRYPTED)
         except (WireFormatError, struct.error) as exc:
             raise SecurityError(f"cannot seal a malformed frame: {exc}") from None
-        ctr, kid, aead = self._next(DIR_DATA)
-        ad = head + _ENV.pack(self.version, DIR_DATA, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
-        ct = aead.encrypt(_NONCE.pack(DIR_DATA, ctr), payload, ad)
+        env, aead = self._next(DIR_DATA, len(payload))
+        ad = head + env
+        ct = aead.encrypt(_nonce(env), payload, ad)
         return b"".join((ad, ct, _CRC.pack(crc32(ct, crc32(ad)))))
 
     def seal(self, msg: bytes) -> bytes:
@@ -258,9 +292,8 @@ class FrameCipher:
         if mtype == wire.MSG_CLOCK and len(mv) <= _CLOCK_KIND_OFFSET:
             raise SecurityError("cannot seal a truncated clock message")
         d = _direction(mv)
-        ctr, kid, aead = self._next(d)
-        env = _ENV.pack(self.version, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
-        nonce = _NONCE.pack(d, ctr)
+        env, aead = self._next(d, len(mv))
+        nonce = _nonce(env)
         if hdr is not None:
             payload = mv[wire.FRAME_HEADER_SIZE:wire.FRAME_HEADER_SIZE + hdr.payload_len]
             sealed_len = ENVELOPE_HEADER_SIZE + hdr.payload_len + TAG_SIZE
@@ -325,21 +358,25 @@ class FrameCipher:
             raise SecurityError(f"stale message: sent {time.time() - sent:.0f} s ago (max_age_s={self.max_age_s}), replayed or clocks out of sync")
         env = bytes(body[:ENVELOPE_HEADER_SIZE])
         wkey = (kid, salt, d)  # one counter space per session and direction, whatever the algorithm
-        win = self._windows.get(wkey)
-        if win is not None:
-            win.check(ctr)
-        try:
-            pt = self._cipher(ver, kid, salt).decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
-        except InvalidTag:
-            raise SecurityError(f"tampered message or wrong key: authentication failed (key id {kid}, counter {ctr})") from None
-        # authenticated: only now may the replay state change
-        if win is None:
-            win = self._windows[wkey] = _ReplayWindow(self.replay_window)
-            if len(self._windows) > self.max_sessions:
-                self._windows.popitem(last=False)
-        else:
-            self._windows.move_to_end(wkey)
-        win.accept(ctr)
+        # check, decrypt and accept as one step: two threads opening the same message must not both pass
+        with self._lock:
+            win = self._windows.get(wkey)
+            if win is not None:
+                win.check(ctr)
+            try:
+                pt = self._cipher(ver, kid, salt).decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
+            except InvalidTag:
+                raise SecurityError(f"tampered message or wrong key: authentication failed (key id {kid}, counter {ctr})") from None
+            # authenticated: only now may the replay state change
+            if win is None:
+                win = self._windows[wkey] = _ReplayWindow(self.replay_window)
+                if len(self._windows) > self.max_sessions:
+                    self._windows.popitem(last=False)
+            else:
+                self._windows.move_to_end(wkey)
+            win.accept(ctr)
+            if self._follow and d == DIR_DATA:
+                self._reply_version = ver  # answer the sender in its own algorithm
         if hdr is None:
             out = ad_head + pt
             if len(out) > 5 and _direction(out) != d:

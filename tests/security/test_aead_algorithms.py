@@ -82,3 +82,69 @@ def test_config_key_is_validated_and_reaches_the_cipher(tmp_path):
     c = cipher_from_config(cfg["security"], role="sender")
     assert c is not None and c.algorithm == "chacha20-poly1305"
     assert cipher_from_config({"keys_file": str(path)}, role="sender").version == resolve_aead("auto")
+
+
+def test_receiver_answers_in_its_senders_algorithm_and_in_chacha_before_hearing_one():
+    # an upgraded receiver must not cut off an older sender (which opens version 1 only)
+    tx, rx = FrameCipher(KEY, 1, aead="aes-256-gcm", role="sender"), FrameCipher(KEY, 1, aead="aes-256-gcm", role="receiver")
+    probe = wire.pack_clock(wire.ClockProbe(3, 0, 1.0, 0, 0))
+    assert rx.seal(probe)[6] == ENV_CHACHA  # nothing heard yet: the version every release opens
+    rx.open(tx.seal(_frame()))
+    sealed = rx.seal(probe)
+    assert sealed[6] == ENV_AESGCM and tx.open(sealed) == probe
+    old_style = FrameCipher(KEY, 1, aead="chacha20-poly1305", role="sender")
+    rx.open(old_style.seal(_frame(5)))
+    assert rx.seal(probe)[6] == ENV_CHACHA
+
+
+def test_new_bytes_under_a_known_key_id_replace_the_cached_subkeys():
+    k2 = os.urandom(32)
+    tx, rx = FrameCipher(KEY, 1), FrameCipher(KEY, 1)
+    rx.open(tx.seal(_frame(0)))  # the session's subkey is cached on both ends
+    tx.add_key(1, k2)
+    rx.add_key(1, k2)  # e.g. a leaked key replaced in place: live sessions must stop using it
+    rx.open(tx.seal(_frame(1)))
+    with pytest.raises(SecurityError, match="authentication failed"):
+        rx.open(FrameCipher(KEY, 1).seal(_frame(2)))
+
+
+def test_sessions_rekey_after_their_message_budget_and_in_a_forked_child(monkeypatch):
+    from neurolink.security import aead as mod
+
+    monkeypatch.setattr(mod, "REKEY_MESSAGES", 3)
+    tx, rx = FrameCipher(KEY, 1), FrameCipher(KEY, 1)
+    salts = set()
+    for i in range(7):
+        s = tx.seal(_frame(i))
+        salts.add(s[wire.FRAME_HEADER_SIZE + 6:wire.FRAME_HEADER_SIZE + 14])
+        assert rx.open(s) == _frame(i)
+    assert len(salts) == 3  # 3 + 3 + 1 messages
+    monkeypatch.setattr(mod, "REKEY_MESSAGES", 1 << 24)
+    before = tx.salt
+    monkeypatch.setattr(mod.os, "getpid", lambda: -1)  # as in a child after fork(): never the parent's nonces
+    rx.open(tx.seal(_frame(8)))
+    assert tx.salt != before
+
+
+def test_the_same_message_opened_from_two_threads_passes_once():
+    import threading
+
+    tx = FrameCipher(KEY, 1)
+    for _ in range(50):
+        rx, msg, ok = FrameCipher(KEY, 1), tx.seal(_frame()), []
+        go = threading.Barrier(2)
+
+        def open_it(rx=rx, msg=msg, ok=ok, go=go):
+            go.wait()
+            try:
+                rx.open(msg)
+                ok.append(1)
+            except SecurityError:
+                pass
+
+        ts = [threading.Thread(target=open_it) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert len(ok) == 1
