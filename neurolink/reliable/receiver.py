@@ -7,6 +7,10 @@ Selective-repeat ARQ with a bounded window: frames within ``window_frames`` of t
 decoded and held; frames beyond it are dropped (not acked, so the sender retransmits them later) which keeps
 receiver memory bounded after a long outage. The cumulative ack is the archive's *durable* point, so a
 receiver killed at any moment loses nothing the sender has already freed.
+
+A block the archive cannot write (disk full, I/O error) is not consumed: the sink rolls it back, counts and logs
+the failure, the block is dropped unacknowledged and NACKed again (with the usual backoff), and the sender's
+retransmission brings it back; the live path is not affected, and archiving resumes when the disk has room.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from neurolink.wire import format as wire
 log = logging.getLogger(__name__)
 
 HEADER_REQUEST_S = 0.25
+#: after an archive failed to open (disk full), no new attempt for this long (each archive frame would retry)
+OPEN_RETRY_S = 1.0
 
 ArchiveFactory = Callable[[wire.StreamHeader], ArchiveSink]
 
@@ -49,6 +55,7 @@ class _Rx:
     retransmits_in: int = 0
     lost_for_good: int = 0
     bad_blocks: int = 0  # blocks that passed the CRCs but did not decode (dropped, NACKed again)
+    blocks_write_failed: int = 0  # blocks the archive could not write (disk full: dropped, NACKed again)
     nacked: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (last NACK time, times NACKed)
 
 
@@ -67,6 +74,8 @@ class ReliableReceiver:
         self.header_requests = 0
         self._header_asked: dict[int, float] = {}  # stream id -> when its header was last requested
         self.bad = 0
+        self.open_errors = 0  # archives that failed to open or close (disk full...): logged, retried
+        self._open_failed: dict[int, float] = {}  # stream id -> when opening its archive last failed
 
     # -- hooks called by the Receiver ----------------------------------------------------------------
     def on_message(self, rx: Any, msg: bytes) -> None:
@@ -84,9 +93,20 @@ class ReliableReceiver:
         hdr = live.header
         st = self.streams.get(h.stream_id)
         if st is None or st.header.session != hdr.session:
+            if time.monotonic() - self._open_failed.get(h.stream_id, -1e9) < OPEN_RETRY_S:
+                return  # not acked: it comes back
             if st is not None:
-                st.archive.close()
-            st = self._open(hdr)
+                self._close(st)
+                del self.streams[h.stream_id]
+            try:
+                st = self._open(hdr)
+            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the receiver: retried later
+                self.open_errors += 1
+                self._open_failed[h.stream_id] = time.monotonic()
+                if self.open_errors in (1, 10, 100) or self.open_errors % 1000 == 0:
+                    log.error("stream %d: archive not opened (%d failures so far; retried every %.0f s): %s: %s",
+                              h.stream_id, self.open_errors, OPEN_RETRY_S, type(exc).__name__, exc)
+                return
         if st.ended:
             return
         if st.next is None:
@@ -117,12 +137,14 @@ class ReliableReceiver:
 
     def close(self) -> None:
         for st in self.streams.values():
-            st.archive.close()
+            self._close(st)
 
     def summary(self) -> dict[int, dict[str, Any]]:
         return {sid: {"frames_archived": st.frames_archived, "blocks_archived": st.blocks_archived, "next_seq": st.next, "durable_next_seq": st.archive.next_seq,
                       "duplicates": st.duplicates, "beyond_window": st.beyond_window, "retransmits_in": st.retransmits_in,
-                      "lost_for_good": st.lost_for_good, "bad_blocks": st.bad_blocks, "held": len(st.held), "ended": st.ended}
+                      "lost_for_good": st.lost_for_good, "bad_blocks": st.bad_blocks, "held": len(st.held), "ended": st.ended,
+                      "write_errors": getattr(st.archive, "write_errors", 0), "blocks_write_failed": st.blocks_write_failed,
+                      "open_errors": self.open_errors}
                 for sid, st in self.streams.items()}
 
     # -- internals ---------------------------------------------------------------------------------
@@ -160,6 +182,16 @@ class ReliableReceiver:
                 missing.append(s)
         return wack.Ack(st.header.stream_id, durable, wack.ranges_from_missing(missing))
 
+    def _close(self, st: _Rx) -> None:
+        """Close one archive; a failure (disk full) is logged by the sink and costs only what was not durable,
+        which the sender still holds."""
+        try:
+            st.archive.close()
+        except Exception as exc:  # noqa: BLE001 - the other archives still close
+            self.open_errors += 1
+            log.error("stream %d: archive %s not closed cleanly: %s: %s", st.header.stream_id, st.archive.path,
+                      type(exc).__name__, exc)
+
     def _open(self, hdr: wire.StreamHeader) -> _Rx:
         sink = self.factory(hdr)
         sink.open(hdr)
@@ -180,8 +212,12 @@ class ReliableReceiver:
         while st.next in st.held:
             item = st.held.pop(st.next)
             if item is None:  # end of stream: make everything durable so the sender can let go
+                try:
+                    st.archive.add_eos(st.next)
+                except Exception:  # noqa: BLE001 - disk full: counted and logged by the sink; NACKed, sent again
+                    st.blocks_write_failed += 1
+                    break
                 st.ended = True
-                st.archive.add_eos(st.next)
                 st.next += 1
                 break
             try:
@@ -193,7 +229,15 @@ class ReliableReceiver:
                 break
             if offset is not None:
                 st.archive.set_clock_offset(offset)
-            st.archive.write_frame(st.next, data, ts)
+            try:
+                st.archive.write_frame(st.next, data, ts)
+            except NeurolinkError as exc:  # refused (not a write failure): like an undecodable block
+                st.bad_blocks += 1
+                log.warning("stream %d: archive block %d refused: %s", st.header.stream_id, st.next, exc)
+                break
+            except Exception:  # noqa: BLE001 - disk full / I/O error: the sink rolled the block back, counted and
+                st.blocks_write_failed += 1  # logged it; not acked, NACKed again: the sender's resend retries it
+                break
             st.blocks_archived += 1
             st.frames_archived += int(np.frombuffer(item.payload, "<u4", 1)[0])
             st.next += 1

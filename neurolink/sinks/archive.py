@@ -13,7 +13,13 @@ Why whole chunks: a numeric chunk is written once, when full (or at close), so i
 exact bytes written and a receiver killed mid-chunk loses only what it has not acknowledged; on restart the
 archive is reopened at its durable point and the sender retransmits the rest from its spool. String streams
 are sparse (a marker every few seconds would take an hour to fill a chunk), so their partial chunk is also
-rewritten (each object write is atomic in zarr's stores) at most ``flush_s`` after a marker arrives.
+rewritten (each object write is atomic in zarr's local store: temp file + rename) at most ``flush_s`` after a
+marker arrives.
+
+Failed writes (disk full, I/O errors) never move the durable point: the new metadata is built aside and only
+becomes the sink's (what acks report) once it is saved. A frame whose chunk cannot be written is rolled back (the
+sink is as before the call, so the reliable path's resend of that frame is accepted); a string stream's timer
+flush retries with a backoff. Failures are counted (``write_errors``) and logged once per episode.
 """
 
 from __future__ import annotations
@@ -53,6 +59,11 @@ TEXT_ZSTD_LEVEL = 3
 #: the name of the text CRC definition recorded in string archives (see :func:`text_crc32`)
 TEXT_CHECKSUM = "crc32-u32len-utf8"
 _U32 = struct.Struct("<I")
+#: after a failed write, a string stream's flush is retried after max(flush_s, RETRY_MIN_S) doubling up to RETRY_MAX_S
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 5.0
+#: failed writes log one ERROR line at most this often (and the recovery once after it), even if they flap
+ERROR_LOG_EVERY_S = 30.0
 
 
 def archive_codec_for(dtype: str) -> dict:
@@ -135,6 +146,12 @@ class ArchiveSink(Sink):
         self._written = 0  # samples of the current chunk already in the store (string streams' partial flushes)
         self._last_write = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
+        self.write_errors = 0  # failed store writes (chunk or metadata), each attempt counted
+        self._failing_since: float | None = None  # start of the current run of failed writes
+        self._fail_streak = 0
+        self._last_error_log = -float("inf")
+        self._run_logged = False  # an ERROR was logged for the current run (then its end is logged too)
+        self._retry_at = 0.0  # string streams: no flush before this (backoff after a failed write)
 
     # -- Sink contract -----------------------------------------------------------------------------
     def open(self, header: StreamHeader) -> None:
@@ -157,6 +174,7 @@ class ArchiveSink(Sink):
             if old is not None:
                 raise NeurolinkError(f"archive {self.path} holds stream {old['header'].get('name')!r} "
                                      f"({old['header'].get('source_id')!r}): refusing to mix in {header.name!r}")
+            overwrite = self._leftover_arrays()
             c = header.channel_count
             if self.text:  # zarr's variable-length UTF-8 "string" data type (vlen-utf8; no pickle, no object codec)
                 dtype: Any = str
@@ -171,8 +189,10 @@ class ArchiveSink(Sink):
                 blosc = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle=zarr.codecs.BloscShuffle.shuffle)
                 codecs = {"compressors": [blosc]}
                 archive_codec = {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": "shuffle"}
-            self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=dtype, **codecs)
-            self.timestamps = self.group.create_array("timestamps", shape=(0,), chunks=(cs,), dtype="float64")
+            self.samples = self.group.create_array("samples", shape=(0, c), chunks=(cs, c), dtype=dtype,
+                                                   overwrite=overwrite, **codecs)
+            self.timestamps = self.group.create_array("timestamps", shape=(0,), chunks=(cs,), dtype="float64",
+                                                      overwrite=overwrite)
         self.meta = {
             "format_version": FORMAT_VERSION,
             "header": hdr,
@@ -192,30 +212,47 @@ class ArchiveSink(Sink):
         if self.text:
             self.meta["samples_checksum"] = TEXT_CHECKSUM
         self._init_buffers(0)
-        self._save_meta()
+        self._save(dict(self.meta))
         self._last_write = time.monotonic()
 
     def push(self, data: np.ndarray, timestamps: np.ndarray, *, concealed: bool = False) -> None:
-        """Plain-sink path: receiver-clock timestamps; concealed runs are written and listed as gaps."""
+        """Plain-sink path: receiver-clock timestamps; concealed runs are written and listed as gaps. A push
+        whose chunk cannot be written (disk full) is not archived (the plain path has no resend): it raises and
+        is listed as a gap."""
         if self.meta["n_samples"] == 0 and self._fill == 0 and self._chunk_start == 0:
             self.meta["timestamps_clock"] = "receiver"
+        at, n = self._total, int(data.shape[0])
+        checked = self._checked(data, timestamps)
+        try:
+            self._append(checked, timestamps, None)
+        except Exception as exc:
+            self._add_gap_record({"sample_index": at, "n_samples": 0, "concealed": False,
+                                  "reason": f"archive write failed ({exc}): {n} samples not archived"})
+            raise
         if concealed:
-            self._add_gap_record({"sample_index": self._total, "n_samples": int(data.shape[0]), "concealed": True,
+            self._add_gap_record({"sample_index": at, "n_samples": n, "concealed": True,
                                   "reason": "concealed by the receiver (frames lost on the live path)"})
-        self._append(self._checked(data, timestamps), timestamps, None)
         self._flush_text_soon()
 
     def close(self) -> None:
+        """Write what is buffered and the metadata. Raises if that fails (disk full): the archive keeps its last
+        durable point (the reliable path's sender still holds the rest; the plain path loses it)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not hasattr(self, "_buf"):
             return
         self.closed = True
-        if self._fill > self._written:
-            self._write_chunk(self._fill)
-            self._frames.clear()
-        self._save_meta()
+        try:
+            if self._fill > self._written:
+                self._write_chunk(self._fill)
+                self._frames.clear()
+            self._save(dict(self.meta))
+        except Exception:
+            log.error("archive %s: closed with %d buffered samples not written; durable point: frame %s, "
+                      "%d samples", self.path, self._total - int(self.meta["n_samples"]), self.next_seq,
+                      int(self.meta["n_samples"]))
+            raise
 
     # -- reliable path -----------------------------------------------------------------------------
     @property
@@ -228,8 +265,14 @@ class ArchiveSink(Sink):
         return self._frames[-1][0] if self._frames else self.next_seq
 
     def write_frame(self, seq: int, data: np.ndarray, timestamps: np.ndarray) -> None:
-        """Append frame ``seq`` (must follow the last one, or :meth:`add_gap` first)."""
+        """Append frame ``seq`` (must follow the last one, or :meth:`add_gap` first). If a chunk it completes
+        cannot be written, it raises with the sink as before the call (send frame ``seq`` again later). A frame
+        the sink already holds (``seq`` < :attr:`buffered_next_seq`: buffered or durable) is accepted again as a
+        no-op, so a caller that retries after an error cannot wedge it."""
         expect = self.buffered_next_seq
+        if expect is not None and seq < expect:
+            self._flush_text_soon()  # a string stream whose flush is failing: a retry (if its backoff allows)
+            return
         if expect is not None and seq != expect:
             raise NeurolinkError(f"archive {self.path}: frame {seq} out of order (expected {expect})")
         self._append(self._checked(data, timestamps), timestamps, seq + 1)
@@ -245,14 +288,18 @@ class ArchiveSink(Sink):
             self.meta["next_seq"] = int(end_seq)
 
     def add_eos(self, seq: int) -> None:
-        """Sender's end of stream (frame ``seq``): write the partial chunk so everything is durable."""
-        self._frames.append((seq + 1, self._total))
-        if self._fill > self._written:
-            self._write_chunk(self._fill)
-        self.meta["next_seq"] = int(seq + 1)
-        self.meta["n_samples"] = self._total
-        self._frames.clear()
-        self._save_meta()
+        """Sender's end of stream (frame ``seq``): write the partial chunk so everything is durable. Raises if
+        that fails, with the durable point unmoved (call again when the end of stream comes back)."""
+        frames = self._frames
+        self._frames = frames + [(seq + 1, self._total)]
+        try:
+            if self._fill > self._written:
+                self._write_chunk(self._fill)
+            self._save({**self.meta, "next_seq": int(seq + 1), "n_samples": self._total})
+        except BaseException:
+            self._frames = frames
+            raise
+        self._frames = []
 
     def set_clock_offset(self, offset_s: float) -> None:
         hist = self.meta["clock_offsets"]
@@ -323,90 +370,167 @@ class ArchiveSink(Sink):
         log.info("archive %s: resumed at %d samples, next frame %s", self.path, n, old.get("next_seq"))
 
     def _append(self, data: np.ndarray, ts: np.ndarray, next_seq: int | None) -> None:
+        """Buffer a frame, writing each chunk it completes. All or nothing: if a chunk write fails, the buffer
+        is put back as it was before the call (the frame is not buffered) and the error raised."""
         n = data.shape[0]
         cs = self._buf.shape[0]
-        i = 0
-        while i < n:
-            take = min(cs - self._fill, n - i)
-            self._buf[self._fill:self._fill + take] = data[i:i + take]
-            self._tbuf[self._fill:self._fill + take] = ts[i:i + take]
-            self._fill += take
-            i += take
-            if self._fill == cs:
-                if i == n and next_seq is not None:
-                    self._frames.append((next_seq, self._total))
-                    next_seq = None
-                self._write_chunk(cs)
+        before = (self._chunk_start, self._fill, self._written, self._frames)
+        self._frames = list(self._frames)
+        # a frame completing two chunks or more overwrites the buffer after the first write: keep its old part
+        kept = (self._buf[:self._fill].copy(), self._tbuf[:self._fill].copy()) if self._fill + n >= 2 * cs else None
+        try:
+            i = 0
+            while i < n:
+                take = min(cs - self._fill, n - i)
+                self._buf[self._fill:self._fill + take] = data[i:i + take]
+                self._tbuf[self._fill:self._fill + take] = ts[i:i + take]
+                self._fill += take
+                i += take
+                if self._fill == cs:
+                    if i == n and next_seq is not None:
+                        self._frames.append((next_seq, self._total))
+                        next_seq = None
+                    self._write_chunk(cs)
+        except BaseException:
+            self._chunk_start, self._fill, self._written, self._frames = before
+            if kept is not None:  # chunks this frame already completed stay in the store; rewritten identically
+                self._buf[:self._fill] = kept[0]
+                self._tbuf[:self._fill] = kept[1]
+            raise
         if next_seq is not None:
             self._frames.append((next_seq, self._total))
 
     def _write_chunk(self, n: int) -> None:
         """Write the current chunk's first ``n`` samples (``n`` < chunk size: a partial chunk, rewritten
-        whole later; its checksum entry is replaced then) and move the durable point."""
+        whole later; its checksum entry is replaced then) and move the durable point. All or nothing for the
+        sink's state: if the store or the metadata write fails, it raises with nothing changed in memory (the
+        durable point stays where the saved metadata has it; the store may hold data beyond it, which resume
+        cuts and the retry rewrites)."""
         start = self._chunk_start
         cs = self._buf.shape[0]
         c = self._buf.shape[1]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.samples.resize((start + n, c))
-            self.timestamps.resize((start + n,))
-            self.samples[start:start + n] = self._buf[:n]
-            self.timestamps[start:start + n] = self._tbuf[:n]
         k = start // cs
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.samples.resize((start + n, c))
+                self.timestamps.resize((start + n,))
+                self.samples[start:start + n] = self._buf[:n]
+                self.timestamps[start:start + n] = self._tbuf[:n]
+        except Exception as exc:
+            self._write_failed(exc, f"writing chunk {k} ({n} samples)")
+            raise
         sums = self.meta["checksums"]
-        sums["samples"][k:] = [crc32(self._buf[:n])]
-        sums["timestamps"][k:] = [crc32(self._tbuf[:n])]
         end = start + n
         # durable point: the last frame that ends inside what is now written
+        next_seq, n_samples = self.meta["next_seq"], self.meta["n_samples"]
         done = [f for f in self._frames if f[1] <= end]
         if done:
-            self.meta["next_seq"] = int(done[-1][0])
-            self.meta["n_samples"] = int(done[-1][1])
-        elif self.meta["next_seq"] is None:
-            self.meta["n_samples"] = end  # plain-sink path: every sample counts
+            next_seq, n_samples = int(done[-1][0]), int(done[-1][1])
+        elif next_seq is None:
+            n_samples = end  # plain-sink path: every sample counts
+        if n < cs:  # a short chunk (close, end of stream, a string stream's flush): rewritten whole once it grows
+            n_samples = end
+        self._save({**self.meta, "next_seq": next_seq, "n_samples": n_samples,
+                    "checksums": {"samples": sums["samples"][:k] + [crc32(self._buf[:n])],
+                                  "timestamps": sums["timestamps"][:k] + [crc32(self._tbuf[:n])]}})
         self._frames = [f for f in self._frames if f[1] > end]
         if n == cs:
             self._chunk_start = end
             self._fill = 0
             self._written = 0
-        else:  # a short chunk (close, end of stream, a string stream's flush): rewritten whole once it grows
+        else:
             self._written = n
-            self.meta["n_samples"] = end
         self._last_write = time.monotonic()
-        self._save_meta()
 
     def _flush_text_soon(self) -> None:
         """String streams: write the partial chunk now if the last write is ``flush_s`` old, else schedule it
         (on the running asyncio loop, if any: the receiver's), so a lone marker does not wait for the next."""
         if not self.text or self._fill <= self._written or self.closed:
             return
-        wait = self.flush_s - (time.monotonic() - self._last_write)
+        now = time.monotonic()
+        wait = max(self.flush_s - (now - self._last_write), self._retry_at - now)
         if wait <= 0:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._write_chunk(self._fill)
+            try:
+                self._write_chunk(self._fill)
+            except Exception:  # noqa: BLE001 - counted and logged; the frames stay buffered, retried after a backoff
+                self._schedule_flush(self._retry_at - time.monotonic())
             return
         if self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop (offline use): the next marker or close() writes it
-            self._timer = loop.call_later(wait, self._on_timer)
+            self._schedule_flush(wait)
+
+    def _schedule_flush(self, wait: float) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (offline use): the next marker or close() writes it
+        self._timer = loop.call_later(max(0.0, wait), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         if not self.closed and self._fill > self._written:
             try:
                 self._write_chunk(self._fill)
-            except Exception as exc:  # noqa: BLE001 - a timer must not kill the loop; the next write retries
-                log.error("archive %s: flushing markers failed: %s", self.path, exc)
+            except Exception:  # noqa: BLE001 - a timer must not kill the loop; counted and logged, retried
+                self._schedule_flush(self._retry_at - time.monotonic())
 
     def _add_gap_record(self, rec: dict[str, Any]) -> None:
         self.meta["gaps"].append(rec)
 
-    def _save_meta(self) -> None:
-        self.group.attrs[ATTR] = self.meta
+    def _leftover_arrays(self) -> bool:
+        """A group without archive metadata: True if its ``samples`` / ``timestamps`` are the empty arrays of an
+        :meth:`open` whose metadata save failed (disk full), which are created again; other arrays are not ours
+        to replace (zarr refuses to create over them)."""
+        names = [k for k in ("samples", "timestamps") if k in self.group]
+        return bool(names) and all(self.group[k].shape[0] == 0 for k in names)
+
+    def _save(self, meta: dict[str, Any]) -> None:
+        """Save ``meta`` and only then make it the sink's metadata (the durable point acks report)."""
+        try:
+            self._save_meta(meta)
+        except Exception as exc:
+            self._write_failed(exc, "saving the archive metadata")
+            raise
+        self.meta = meta
+        self._write_ok()
+
+    def _save_meta(self, meta: dict[str, Any] | None = None) -> None:
+        self.group.attrs[ATTR] = self.meta if meta is None else meta
+
+    def _write_failed(self, exc: BaseException, what: str) -> None:
+        """Count a failed write and set the retry backoff; one ERROR line per ERROR_LOG_EVERY_S at most."""
+        self.write_errors += 1
+        self._fail_streak += 1
+        now = time.monotonic()
+        self._retry_at = now + min(RETRY_MAX_S, max(self.flush_s, RETRY_MIN_S) * 2 ** min(self._fail_streak - 1, 10))
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._last_error_log < ERROR_LOG_EVERY_S:
+            return
+        self._last_error_log = now
+        self._run_logged = True
+        if self._fail_streak == 1:
+            log.error("archive %s: %s failed (%s: %s); durable point stays at frame %s, %s samples; retrying "
+                      "(%d failed writes so far)", self.path, what, type(exc).__name__, exc, self.next_seq,
+                      self.meta.get("n_samples"), self.write_errors)
+        else:
+            log.error("archive %s: writes still failing (%d failed in %.0f s; last: %s: %s); durable point frame %s",
+                      self.path, self._fail_streak, now - self._failing_since, type(exc).__name__, exc, self.next_seq)
+
+    def _write_ok(self) -> None:
+        if self._failing_since is not None:
+            if self._run_logged:
+                log.warning("archive %s: writing again after %d failed writes in %.1f s; durable point frame %s",
+                            self.path, self._fail_streak, time.monotonic() - self._failing_since, self.next_seq)
+            self._failing_since = None
+            self._run_logged = False
+        self._fail_streak = 0
+        self._retry_at = 0.0
 
 
 def _same_stream(a: dict[str, Any], b: dict[str, Any]) -> bool:
