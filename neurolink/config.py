@@ -23,7 +23,7 @@ SENDER_DEFAULTS: dict[str, Any] = {
     "reliable": {},  # reliable archive path (neurolink/reliable/config.py)
 }
 RECEIVER_DEFAULTS: dict[str, Any] = {
-    "receiver": {"conceal": "hold", "control_interval_s": 0.1, "streams": [], "jitter_ms": 0.0},
+    "receiver": {"conceal": "hold", "control_interval_s": 0.1, "streams": [], "jitter_ms": 0.0, "max_conceal_s": 2.0},
     "transport": {"kind": "zmq"},
     "outlet": {"enabled": True, "name_suffix": "", "source_id_suffix": "@neurolink", "wait_consumer_s": 0.0},
     "metrics": {"prometheus_port": 0, "status_file": "", "log_interval_s": 10.0},
@@ -132,8 +132,9 @@ def validate_receiver(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any
     check_keys("", raw, RECEIVER_DEFAULTS.keys(), source=src)
     cfg = _merge(RECEIVER_DEFAULTS, raw)
     r = cfg["receiver"]
-    check_keys("receiver", r, ("conceal", "control_interval_s", "streams", "jitter_ms"), source=src)
+    check_keys("receiver", r, ("conceal", "control_interval_s", "streams", "jitter_ms", "max_conceal_s"), source=src)
     check_range("receiver.jitter_ms", r["jitter_ms"], 0, 10_000, source=src)
+    check_range("receiver.max_conceal_s", r["max_conceal_s"], 0, 600, source=src)
     check_choice("receiver.conceal", r["conceal"], ("hold", "zeros", "nan", "linear"), source=src)
     check_range("receiver.control_interval_s", r["control_interval_s"], 0.005, 60, source=src)
     check_type("receiver.streams", r["streams"], list, source=src)

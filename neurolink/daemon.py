@@ -107,7 +107,8 @@ async def run_receiver(cfg: dict[str, Any]) -> int:
     ids = set(cfg["receiver"]["streams"]) or None
     receiver = Receiver(make_receiver_transport(tcfg), sinks, conceal=cfg["receiver"]["conceal"],
                         control_interval_s=cfg["receiver"]["control_interval_s"], stream_ids=ids, opener=opener,
-                        jitter_ms=cfg["receiver"]["jitter_ms"], reliable=build_reliable_receiver(cfg["archive"]))
+                        jitter_ms=cfg["receiver"]["jitter_ms"], reliable=build_reliable_receiver(cfg["archive"]),
+                        max_conceal_s=cfg["receiver"]["max_conceal_s"])
     # the receiver learns each stream's codecs from its header; warm the packaged ladder, the usual case
     await _warm_codecs([list(load_ladder())])
     m = cfg["metrics"]

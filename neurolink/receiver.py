@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from neurolink.codecs import get_codec
+from neurolink.codecs.base import frame_decode_limit
 from neurolink.codecs.text import text_nbytes
 from neurolink.conceal import check_mode, conceal
 from neurolink.errors import CodecError, ConfigError, MissingReferenceError, SecurityError, WireFormatError
@@ -46,7 +47,7 @@ CAPACITY_MAX_AGE = 10
 # Gaps longer than this are not filled: the republished stream jumps in time instead (LSL consumers see the
 # jump in the timestamps), counted in ``gaps_unfilled``. Filling a 10-minute outage of 1024 ch at 30 kHz
 # would be one 37 GB allocation; concealment is for short losses, where holding a value or interpolating
-# is a fair stand-in for the signal.
+# is a fair stand-in for the signal. The default of ``Receiver(max_conceal_s=...)`` / ``receiver.max_conceal_s``.
 MAX_CONCEAL_S = 2.0
 
 
@@ -58,7 +59,7 @@ class RxStats:
     frames_late: int = 0  # duplicates or behind the playout point
     samples_out: int = 0
     samples_concealed: int = 0
-    gaps_unfilled: int = 0  # gaps longer than MAX_CONCEAL_S: left as a jump in the timestamps
+    gaps_unfilled: int = 0  # gaps longer than max_conceal_s: left as a jump in the timestamps
     bytes_in: int = 0
     raw_bytes: int = 0
     timestamp_clamps: int = 0
@@ -163,6 +164,7 @@ class Receiver:
         opener: Any = None,
         jitter_ms: float = 0.0,
         reliable: Any = None,
+        max_conceal_s: float = MAX_CONCEAL_S,
     ) -> None:
         self.transport = transport
         self.sink_factory = sink_factory
@@ -173,6 +175,9 @@ class Receiver:
         if not 0 <= jitter_ms <= 10_000:
             raise ConfigError("receiver.jitter_ms", f"expected a value in [0, 10000], got {jitter_ms!r}")
         self.jitter_s = jitter_ms / 1000.0  # reorder window; 0 = conceal gaps at once (lowest latency)
+        if not 0 <= max_conceal_s <= 600:
+            raise ConfigError("receiver.max_conceal_s", f"expected a value in [0, 600], got {max_conceal_s!r}")
+        self.max_conceal_s = max_conceal_s  # longest gap filled; longer ones leave a jump in the timestamps
         self.stream_ids = stream_ids
         self.clock_settle_s = clock_settle_s  # longest hold of output while the first probes return
         self.max_slew_s = max_slew_s  # largest clock-offset correction per frame
@@ -345,6 +350,10 @@ class Receiver:
             return
         if h.n_channels != st.header.channel_count or h.dtype != st.header.channel_format:
             raise WireFormatError("n_channels", 32, f"frame {h.n_channels} ch {h.dtype} does not match the stream header")
+        if 0 < st.header.frame_samples < h.n_samples:  # a sender never frames more: forged, and it would raise the
+            # decode limit and the concealment length with it
+            raise WireFormatError("n_samples", 28, f"frame of {h.n_samples} samples; stream {h.stream_id}'s frames hold "
+                                  f"at most {st.header.frame_samples}")
         if st.expected is None:
             st.expected = h.seq
         if h.seq < st.expected:
@@ -396,7 +405,8 @@ class Receiver:
                 d.reset()
         t = time.perf_counter_ns()
         try:
-            data = st.decoder(h.level).decode(f.payload)
+            with frame_decode_limit(h.n_samples, h.n_channels, h.dtype):  # no payload decodes beyond its frame
+                data = st.decoder(h.level).decode(f.payload)
             if data.shape != (h.n_samples, h.n_channels):
                 raise CodecError(f"payload decodes to {data.shape}, header says {(h.n_samples, h.n_channels)}")
             if data.dtype != st.dtype:  # e.g. text for a numeric stream: no sink could take it
@@ -462,15 +472,14 @@ class Receiver:
         fill = conceal(st.conceal_mode, n, st.header.channel_count, np.dtype(st.header.channel_format), st.last_sample, None)
         self._deliver(st, fill, ts, concealed=True)
 
-    @staticmethod
-    def _fillable(st: _RxStream, n: int) -> bool:
-        """Whether a gap of ``n`` samples is short enough to conceal (see MAX_CONCEAL_S)."""
-        if n <= st.fs * MAX_CONCEAL_S:
+    def _fillable(self, st: _RxStream, n: int) -> bool:
+        """Whether a gap of ``n`` samples is short enough to conceal (``max_conceal_s``, see MAX_CONCEAL_S)."""
+        if n <= st.fs * self.max_conceal_s:
             return True
         st.stats.gaps_unfilled += 1
         if st.stats.gaps_unfilled in (1, 10, 100) or st.stats.gaps_unfilled % 1000 == 0:
             log.warning("stream %d: a gap of %.1f s is longer than %.0f s: not filled, the output jumps in time "
-                        "(%d such gaps so far)", st.header.stream_id, n / st.fs, MAX_CONCEAL_S, st.stats.gaps_unfilled)
+                        "(%d such gaps so far)", st.header.stream_id, n / st.fs, self.max_conceal_s, st.stats.gaps_unfilled)
         return False
 
     def _settle(self, st: _RxStream) -> None:

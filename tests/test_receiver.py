@@ -207,3 +207,39 @@ def test_gaps_longer_than_the_conceal_limit_jump_in_time_instead_of_being_filled
     # the same at the end of stream: a huge final gap is counted, not allocated
     rx.handle(w.pack_frame(1, 6 + 2 * jump, 0.0, 0, 3, "int16", 0, b"", w.FLAG_END_OF_STREAM))
     assert st.gaps_unfilled == 2 and st.samples_concealed == 0 and st.ended
+
+
+def test_max_conceal_s_is_a_setting_and_validated():
+    from neurolink.config import validate_receiver
+    from neurolink.errors import ConfigError
+
+    sink = MemorySink()
+    rx = Receiver(_NullTransport(), lambda h: [sink], conceal="hold", clock_settle_s=0.0, max_conceal_s=0.05)
+    h = w.StreamHeader(1, "s", "EEG", "sid", 1000.0, 3, "int16", "", {"id": "delta-zstd"}, [{"id": "delta-zstd"}], 10, "h")
+    rx.handle(w.pack_stream_header(h))
+    x = (np.arange(200)[:, None] * np.ones((1, 3))).astype(np.int16)
+    msgs = _frames(x, 10)
+    for i in (0, 1, 2, 6, 7, 17):  # gaps of 3 frames (30 ms: filled) and 9 frames (90 ms > 50 ms: a jump)
+        rx.handle(msgs[i])
+    st = rx.streams[1].stats
+    assert st.samples_concealed == 30 and st.gaps_unfilled == 1 and sink.data().shape == (90, 3)
+    assert validate_receiver({"receiver": {"max_conceal_s": 10}})["receiver"]["max_conceal_s"] == 10
+    with pytest.raises(ConfigError, match="receiver.max_conceal_s"):
+        validate_receiver({"receiver": {"max_conceal_s": -1}})
+    with pytest.raises(ConfigError, match="receiver.max_conceal_s"):
+        Receiver(_NullTransport(), lambda h: [sink], max_conceal_s=1e9)
+
+
+def test_a_frame_longer_than_the_streams_frames_is_rejected_and_counted():
+    # a sender never frames more than the header's frame_samples: a forged n_samples would raise the decode
+    # limit and the length of the concealment with it
+    rx, sink = _setup()  # frame_samples 10
+    x = (np.arange(40)[:, None] * np.ones((1, 3))).astype(np.int16)
+    msgs = _frames(x, 10)
+    rx.handle(msgs[0])
+    big = (np.arange(5000)[:, None] * np.ones((1, 3))).astype(np.int16)
+    rx.handle(w.pack_frame(1, 1, 10.01, 5000, 3, "int16", 0, get_codec({"id": "delta-zstd"}).encode(big), w.FLAG_KEYFRAME))
+    assert rx.bad_messages == 1 and sink.data().shape == (10, 3)
+    for m in msgs[1:]:
+        rx.handle(m)
+    assert np.array_equal(sink.data(), x) and rx.streams[1].stats.frames_lost == 0

@@ -10,7 +10,9 @@ encodings of the real recordings; mutations are bit flips, interesting-value ove
 extension, splices, chunk duplication/deletion and random bytes (wire targets get their CRC re-fixed half
 of the time so mutations reach the deeper checks). A *crash* is any exception other than the documented
 WireFormatError / CodecError / SecurityError; a *hang* is one input using more than ``--hang-s`` of CPU
-time (or 10x that in wall time), so a busy machine does not report false hangs.
+time (or 10x that in wall time), so a busy machine does not report false hangs. Codec targets decode half
+of their inputs under the per-frame decode limit a receiver sets (``codecs.base.decode_limit``, the largest
+seed frame's size) and half under the global limits only.
 
 Each target runs in its own child process with a watchdog in the parent: a segfault in numba code or a
 hang kills only that child, is counted, and fuzzing resumes after the offending input. Inputs are
@@ -334,13 +336,30 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
             continue
     if not seeds:
         raise CodecError(f"{target['name']}: could not encode any seed frame")
+    frame_bytes = frame_values = 0
     for blob in seeds:  # warm-up in the unwatched setup phase: numba compiles the decoder on first call
         try:
-            dec.decode(blob)
+            y = dec.decode(blob)
+            frame_bytes, frame_values = max(frame_bytes, y.nbytes), max(frame_values, y.size)
         except CodecError:
             pass
     dec.reset()
-    return dec.decode, seeds, False, dec.reset
+    return _half_limited(dec.decode, text, frame_bytes, frame_values), seeds, False, dec.reset
+
+
+def _half_limited(decode: Callable[[bytes], Any], text: bool, frame_bytes: int, frame_values: int) -> Callable[[bytes], Any]:
+    """Half of the inputs (by their CRC, so an input always takes the same path) decode under the limit a
+    receiver states for the largest seed frame (``codecs.base.decode_limit``), the others under the global
+    limits only: both the bound checks and the paths behind them get fuzzed."""
+    from neurolink.codecs.base import decode_limit, frame_text_limit
+
+    def fn(data: bytes) -> Any:
+        if zlib.crc32(data) & 1:
+            return decode(data)
+        with decode_limit(frame_text_limit(frame_values) if text else frame_bytes, frame_values if text else None):
+            return decode(data)
+
+    return fn
 
 
 def _float_seed(codec: Any, f: np.ndarray, i: int) -> np.ndarray:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import zstandard
 
+from neurolink.codecs.base import current_decode_limit
 from neurolink.errors import CodecError
 
 
 def inflate_exact(dctx: zstandard.ZstdDecompressor, payload: bytes, expected: int, where: str) -> bytes:
     """Decompress ``payload`` that must hold exactly ``expected`` bytes; anything else is a CodecError
     naming ``where``. Why: zstd allocates what a frame declares up front, so a hostile frame declaring
-    gigabytes is refused before decompression, and output is capped at ``expected``."""
+    gigabytes is refused before decompression, and output is capped at ``expected``, which must itself be
+    within the current decode limit (:func:`~neurolink.codecs.base.decode_limit`)."""
+    limit = current_decode_limit()
+    if expected > limit:
+        raise CodecError(f"{where}: {expected} bytes to inflate, above the decode limit of {limit} bytes")
     try:
         declared = zstandard.frame_content_size(payload)
         if declared not in (-1, expected):

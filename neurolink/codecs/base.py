@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from abc import ABC, abstractmethod
+from contextvars import ContextVar, Token
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,86 @@ MAX_STRING_VALUES = 1 << 18
 MAX_DECODED_BYTES = 1 << 28  # 256 MiB
 MAX_CHANNELS = 65535
 
+#: Text budget of a string frame under :func:`frame_decode_limit`: ``TEXT_BYTES_PER_VALUE`` per value, at least
+#: ``MIN_TEXT_FRAME_BYTES`` per frame (capped at MAX_DECODED_BYTES). Why these: a string frame's size is not
+#: known from its header as a numeric frame's is, and markers are short (event labels, JSON event records of a
+#: few hundred bytes); 64 KiB per value and 1 MiB per frame leave a wide margin for long JSON markers while a
+#: hostile marker frame costs the receiver at most ~1 MiB of inflation instead of 256 MiB.
+TEXT_BYTES_PER_VALUE = 1 << 16
+MIN_TEXT_FRAME_BYTES = 1 << 20
+
+# (max decoded bytes, max string values) of the current decode call: see decode_limit
+_DECODE_LIMIT: ContextVar[tuple[int, int]] = ContextVar("neurolink_decode_limit",
+                                                        default=(MAX_DECODED_BYTES, MAX_STRING_VALUES))
+
+
+class decode_limit:  # noqa: N801 - used as a function: ``with decode_limit(n): ...``
+    """Bound every ``decode`` call inside the block to ``max_bytes`` of decoded array (and, for ``nl-text``,
+    ``max_strings`` values; its ``max_bytes`` is then the text's UTF-8 size).
+
+    Why: ``decode(blob)`` alone only knows the global MAX_DECODED_BYTES, so a small hostile payload could make
+    a receiver inflate 256 MiB; the receiver knows the frame's size from the wire header and states it here.
+    Decoders check it (:func:`current_decode_limit`) before their large allocation or inflation and raise a
+    CodecError naming the codec and the limit. Limits only tighten: a nested block cannot raise the bound of
+    an outer one, nor above the global limits. Codec intermediates (int64 codes, float64 transforms) may be
+    a small constant multiple of the bound; it is the decoded array that is bounded. A contextvar, so threads
+    and asyncio tasks each see their own. A class rather than a generator: it runs once per received frame."""
+
+    __slots__ = ("_max_bytes", "_max_strings", "_token")
+
+    def __init__(self, max_bytes: int, max_strings: int | None = None) -> None:
+        self._max_bytes = max(0, int(max_bytes))
+        self._max_strings = None if max_strings is None else max(0, int(max_strings))
+        self._token: Token[tuple[int, int]] | None = None
+
+    def __enter__(self) -> None:
+        cur_bytes, cur_strings = _DECODE_LIMIT.get()
+        strings = cur_strings if self._max_strings is None else min(cur_strings, self._max_strings)
+        self._token = _DECODE_LIMIT.set((min(cur_bytes, self._max_bytes), strings))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _DECODE_LIMIT.reset(self._token)
+            self._token = None
+
+
+def current_decode_limit() -> int:
+    """Most bytes the decoded array of the current decode call may hold (MAX_DECODED_BYTES outside
+    :func:`decode_limit`)."""
+    return _DECODE_LIMIT.get()[0]
+
+
+def current_string_limit() -> int:
+    """Most string values the current ``nl-text`` decode call may return (MAX_STRING_VALUES by default)."""
+    return _DECODE_LIMIT.get()[1]
+
+
+def check_decoded_size(codec_id: str, n_samples: int, n_channels: int, itemsize: int, where: str = "header") -> None:
+    """CodecError if ``n_samples x n_channels`` values of ``itemsize`` bytes exceed the current decode limit:
+    call it before allocating or inflating for them."""
+    limit = current_decode_limit()
+    if n_samples * max(n_channels, 1) * itemsize > limit:
+        raise CodecError(f"{codec_id}: {where} claims {n_samples}x{n_channels} values of {itemsize} bytes, "
+                         f"above the decode limit of {limit} bytes")
+
+
+def frame_text_limit(n_values: int) -> int:
+    """Text bytes a string frame of ``n_values`` values may decode to (see TEXT_BYTES_PER_VALUE)."""
+    return min(MAX_DECODED_BYTES, max(MIN_TEXT_FRAME_BYTES, n_values * TEXT_BYTES_PER_VALUE))
+
+
+_ITEMSIZE = {name: np.dtype(name).itemsize for name in DTYPE_CODES if name != "string"}
+
+
+def frame_decode_limit(n_samples: int, n_channels: int, channel_format: str) -> decode_limit:
+    """The :func:`decode_limit` of one wire frame: its exact size for numeric formats
+    (``n_samples x n_channels x itemsize``); for ``string`` exactly ``n_samples x n_channels`` values and
+    :func:`frame_text_limit` bytes of text."""
+    n = n_samples * n_channels
+    if channel_format == "string":
+        return decode_limit(frame_text_limit(n), n)
+    return decode_limit(n * _ITEMSIZE[channel_format])
+
 _ARRAY_HEADER = struct.Struct("<BBHI")  # dtype code, codec-private flags, n_channels, n_samples
 ARRAY_HEADER_SIZE = _ARRAY_HEADER.size
 
@@ -48,8 +129,9 @@ def unpack_array_header(blob: bytes | memoryview, codec_id: str) -> tuple[np.dty
     if code not in CODE_DTYPES:
         raise CodecError(f"{codec_id}: unknown dtype code {code} at offset 0")
     dtype = CODE_DTYPES[code]
-    if n_s * max(n_ch, 1) * dtype.itemsize > MAX_DECODED_BYTES:
-        raise CodecError(f"{codec_id}: header claims {n_s}x{n_ch} {dtype.name}, above the {MAX_DECODED_BYTES} byte limit")
+    limit = current_decode_limit()
+    if n_s * max(n_ch, 1) * dtype.itemsize > limit:
+        raise CodecError(f"{codec_id}: header claims {n_s}x{n_ch} {dtype.name}, above the decode limit of {limit} bytes")
     return dtype, flags, n_s, n_ch
 
 

@@ -12,23 +12,43 @@ zstd (Gorilla/blosc-style), every frame on its own. Either way the output is bit
 -0.0 included.
 
 Payload: ``flags u8`` (bit0 parameters follow, bit1 integer part, bit2 raw part, bit3 escapes, bit4 raw
-part zstd-compressed, bits 6-7 the parameter epoch, +1 at every parameter change, so a frame that follows a
-lost change is detected; 0x20 alone: an empty frame, then ``dtype u8`` and ``n_channels``); with bit0, ``dtype
-u8`` (``DTYPE_CODES``) and ``n_channels`` (a frame without parameters takes both from its keyframe);
-``n_samples``; with bit0, the number of integer channels, the channel mask (one bit per channel, LSB
-first) and per integer channel ``scale, offset`` (float64 LE; a negative scale means float32 arithmetic);
+part zstd-compressed, bit5 with bit1: a keyframe naming its parameter set instead of carrying it, bits 6-7
+the parameter epoch, +1 at every parameter change, so a frame that follows a lost change is detected; 0x20
+alone: an empty frame, then ``dtype u8`` and ``n_channels``); with bit0, ``dtype u8`` (``DTYPE_CODES``) and
+``n_channels`` (a frame without parameters takes both from its keyframe); ``n_samples``; with bit0, the
+number of integer channels, the channel mask (one bit per channel, LSB first) and per integer channel
+``scale, offset`` (float64 LE; a negative scale means float32 arithmetic); with bit5, the parameter set's
+signature (``u32`` LE: CRC-32 of the bytes a parameter-carrying frame holds from ``dtype`` to
+``n_channels`` and from the number of integer channels to the last offset, :func:`param_signature`);
 then the integer part (``nl-lossless`` payload), the raw part and the escapes, each part length-prefixed
 unless it ends the payload. Escapes: ``count``, then (lossless) ``count`` LEB128 position deltas in the
 integer block and ``count`` zigzag LEB128 distances from the formula's value in float order (a miss is
-mostly an ulp or two: one byte), or (lossy inner codec) uint32 positions and verbatim values. Parameters travel with
-every keyframe of the inner codec (and only there), so a receiver that lost a frame recovers at the next
-keyframe exactly as it does for integer streams.
+mostly an ulp or two: one byte), or (lossy inner codec) uint32 positions and verbatim values.
+
+Parameter sets (as H.264 sends its parameter sets): parameters travel only with keyframes of the inner
+codec. A keyframe carries them when they changed (a change always takes effect on a keyframe), after
+:meth:`NlFloat.reset` or :meth:`NlFloat.request_keyframe` (a receiver that lost its reference asks for
+one, and may have lost the parameters too), when the inner codec has no stream state (archive mode:
+every payload decodes alone), and at least every ``param_interval``-th keyframe (a late joiner without a
+feedback channel waits at most that many keyframes: 1 s at the defaults, 1 ms frames). The other
+keyframes name the set by its 32-bit signature (4 bytes instead of 16 a channel). A decoder decodes such a
+keyframe only with the set of that signature, else it raises MissingReferenceError (the receiver conceals
+and asks for a keyframe); it keeps its set across :meth:`NlFloat.reset` for such keyframes. Why a signature and not the 2-bit epoch: the epoch tells a predicted frame from
+a different parameter period only while the decoder cannot have missed four changes, and nothing bounds
+how long a decoder was away (a level's decoder idles while the sender is at another level, a receiver
+resets its decoders only after 16 lost frames, changes can come every frame with large frames and
+``keyframe_interval=1``, a restarted encoder counts from 0 again). A signature depends on the parameters
+alone: a decoder holding any other set (an earlier one, another encoder's) does not match, except by a
+2^-32 chance once per stale set (a mismatch drops the set). Predicted frames still check the epoch; their
+inner codec's frame chain ties them to the keyframe they follow. Payloads that carry parameters in every
+keyframe (``param_interval=1``, and all earlier encoders) are unchanged, and decode as before.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,12 +63,16 @@ from neurolink.codecs.base import (
     MAX_DECODED_BYTES,
     Codec,
     as_2d,
+    check_decoded_size,
 )
 from neurolink.codecs.lossless import NlLossless
 from neurolink.codecs.lossless.varint import Reader, put_uvarint
 from neurolink.errors import CodecError, MissingReferenceError
 
 F_PARAMS, F_INT, F_RAW, F_ESC, F_ZSTD, F_EMPTY = 1, 2, 4, 8, 16, 32
+F_PREF = F_EMPTY  # with F_INT (never alone, never with F_PARAMS): a keyframe naming its parameter set
+_F_KNOWN = F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD | F_PREF
+PARAM_INTERVAL = 10  # default: every 10th keyframe carries the parameters (1 s at 1 ms frames, interval 100)
 EPOCH_SHIFT = 6  # flags bits 6-7: the parameter epoch (counts parameter changes), checked on every frame
 _UINT = {4: np.uint32, 8: np.uint64}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -401,6 +425,13 @@ def _unxor_planes(b: bytes, n_s: int, n_ch: int, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(u.T).view(dtype)
 
 
+def param_signature(head: bytes | memoryview, params: bytes | memoryview) -> int:
+    """The 32-bit signature a keyframe without parameters names its parameter set by: CRC-32 of the bytes
+    a parameter-carrying frame holds for it (``head``: ``dtype`` and ``n_channels``; ``params``: the number
+    of integer channels, the mask, the scales and offsets)."""
+    return zlib.crc32(params, zlib.crc32(head))
+
+
 class NlFloat(Codec):
     """Lossless float32/float64 codec: integer path through ``nl-lossless`` where the data allow it,
     XOR + byte planes + zstd elsewhere (see the module docstring)."""
@@ -409,11 +440,16 @@ class NlFloat(Codec):
     streaming: ClassVar[bool] = True
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
 
-    def __init__(self, keyframe_interval: int = 100, level: int = 3, inner: dict[str, Any] | None = None) -> None:
+    def __init__(self, keyframe_interval: int = 100, level: int = 3, inner: dict[str, Any] | None = None,
+                 param_interval: int = PARAM_INTERVAL) -> None:
         if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22:
             raise CodecError(f"nl-float: 'level' must be an int in [1, 22], got {level!r}")
+        if not isinstance(param_interval, int) or isinstance(param_interval, bool) or not 1 <= param_interval <= 10000:
+            raise CodecError(f"nl-float: 'param_interval' must be an int in [1, 10000] (keyframes), got {param_interval!r}")
         self.keyframe_interval = keyframe_interval
         self.level = level
+        #: every this many keyframes carries the parameters (1: all of them, as before parameter sets)
+        self.param_interval = param_interval
         NlLossless(keyframe_interval=keyframe_interval)  # validates keyframe_interval, same message
         self.inner: dict[str, Any] | None = None
         self._lossy = False
@@ -437,7 +473,8 @@ class NlFloat(Codec):
         return not self._lossy
 
     def get_config(self) -> dict[str, Any]:
-        cfg = {"id": self.codec_id, "keyframe_interval": self.keyframe_interval, "level": self.level}
+        cfg = {"id": self.codec_id, "keyframe_interval": self.keyframe_interval, "level": self.level,
+               "param_interval": self.param_interval}
         if self.inner is not None:
             cfg["inner"] = dict(self.inner)
         return cfg
@@ -452,14 +489,23 @@ class NlFloat(Codec):
     def reset(self) -> None:
         """Restart the coders (the next frame is a keyframe); what was learned about the data (the fit, the
         recent rows) is kept: the sender resets a level's codec at every switch to it, and a refit from
-        scratch would send the first 64 rows after each switch raw."""
+        scratch would send the first 64 rows after each switch raw.
+
+        The decoder keeps its parameter set for the keyframes that name it (the receiver resets its
+        decoders after a long gap): only a matching signature uses it, however old it is; frames that
+        depend on earlier ones wait for a keyframe (the set's epoch becomes -1, which no frame has)."""
+        held = getattr(self, "_dparams", None)
         if getattr(self, "_shape", None) is None:
             self._reset_all()
-            return
-        self._inner = self._make_inner()
-        self._inner_i32 = "int32" in self._inner.dtypes
-        self._dinner = self._make_inner()
-        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray, int] | None = None
+        else:
+            self._inner = self._make_inner()
+            self._inner_i32 = "int32" in self._inner.dtypes
+            self._params_due = True  # a fresh decoder may read the next keyframe: it carries the parameters
+            self._since_key = 0
+            self._dinner = self._make_inner()
+        #: decoder: (n_channels, dtype, mask, scales, offsets, epoch, signature) of the parameters in use
+        self._dparams: tuple[int, np.dtype, np.ndarray, np.ndarray, np.ndarray, int, int] | None = (
+            None if held is None else held[:5] + (-1, held[6]))
 
     def _reset_all(self) -> None:
         # encoder
@@ -477,6 +523,11 @@ class NlFloat(Codec):
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None = None  # params for the next keyframe
         self._q16 = True  # integer path counts as int16 (else int32)
         self._epoch = 0  # parameter changes so far, mod 4 (in every frame's flags)
+        self._phead = self._pbytes = b""  # the parameters as sent (dtype and channels; the set itself)
+        self._psig = 0  # their signature (param_signature), named by keyframes that leave them out
+        self._params_due = True  # the next keyframe carries the parameters (changed, reset, requested)
+        self._keys_since_params = 0  # inner keyframes since the last one that carried the parameters
+        self._since_key = 0  # integer-part frames since the inner codec's last keyframe (it included)
         self._fits = 0  # fits so far: the first after FIT_MIN_ROWS rows, the second once the window is full
         self._code = 0
         self._ich = self._raw = np.zeros(0, np.int64)
@@ -492,7 +543,10 @@ class NlFloat(Codec):
         return len(blob) > 0 and bool(blob[0] & F_PARAMS)
 
     def request_keyframe(self) -> None:
+        """Next frame: a keyframe with the parameters (the receiver lost its reference, and may have lost
+        the parameters with it); what was learned about the data is kept."""
         self._inner.request_keyframe()
+        self._params_due = True
 
     # -- encoder ---------------------------------------------------------------------------------
     def _remember(self, x: np.ndarray, due: int) -> None:
@@ -599,18 +653,35 @@ class NlFloat(Codec):
                 xi = x[:, ich]
                 bad = ~np.isfinite(xi) | (qi == -lim) | (qi == lim - 1)
                 n_bad = int(bad.sum())
+            resend = self._keys_since_params + 1 >= self.param_interval or not inner.streaming
+            if (resend and self.param_interval > 1 and inner.streaming and not self._params_due
+                    and self._since_key >= getattr(inner, "keyframe_interval", 1 << 62)):
+                # the inner codec's scheduled keyframe, which resends the parameters: make it one that decodes
+                # alone (nl-lossless sends its weights in one keyframe of ten, else names them), so a late
+                # joiner needs one keyframe, not a parameter keyframe and then a weight keyframe
+                inner.request_keyframe()
             int_part = inner.encode(qi if self._q16 or self._inner_i32 else qi.astype(np.float32))
             is_key = getattr(inner, "is_keyframe", None)
             key = bool(is_key(int_part)) if is_key is not None else not inner.streaming
             if pend is not None and not key:
                 raise CodecError("nl-float: internal error, parameter change without an inner keyframe")
             if key:
-                flags |= F_PARAMS
-                self._put_params(params)
+                self._since_key = 1
+                if resend or self._params_due:
+                    flags |= F_PARAMS
+                    params += self._pbytes
+                    self._params_due = False
+                    self._keys_since_params = 0
+                else:  # the decoder has them, or learns that it has not: their signature
+                    flags |= F_PREF
+                    params += self._psig.to_bytes(4, "little")
+                    self._keys_since_params += 1
+            else:
+                self._since_key += 1
             flags |= F_INT
         else:
             flags |= F_PARAMS  # no integer channels: every frame stands alone
-            params.append(0)
+            params += self._pbytes
         if self._raw.size:
             raw_part = _xor_planes(x[:, self._raw])
             z = self._cctx.compress(raw_part) if len(raw_part) > 64 else raw_part
@@ -641,8 +712,7 @@ class NlFloat(Codec):
         # carries no length (narrow streams: a few bytes a frame is a large share)
         out = bytearray((flags | self._epoch << EPOCH_SHIFT,))
         if flags & F_PARAMS:
-            out.append(self._code)
-            put_uvarint(out, n_ch)
+            out += self._phead
         put_uvarint(out, n_s)
         out += params
         if int_part:
@@ -664,13 +734,18 @@ class NlFloat(Codec):
         self._s_i, self._o_i = scale[self._ich], offset[self._ich]
         assert self._shape is not None
         self._u = _UINT[self._shape[1].itemsize]
-
-    def _put_params(self, out: bytearray) -> None:
-        ich = np.flatnonzero(self._mask)
+        # the parameters as a keyframe carries them, and the signature the others name them by
+        head = bytearray((self._code,))
+        put_uvarint(head, self._shape[0])
+        ich = self._ich
+        out = bytearray()
         put_uvarint(out, ich.size)
         if ich.size:
-            out += np.packbits(self._mask, bitorder="little").tobytes()
-            out += np.stack([self._scale[ich], self._offset[ich]], axis=1).astype("<f8").tobytes()
+            out += np.packbits(mask, bitorder="little").tobytes()
+            out += np.stack([self._s_i, self._o_i], axis=1).astype("<f8").tobytes()
+        self._phead, self._pbytes = bytes(head), bytes(out)
+        self._psig = param_signature(self._phead, self._pbytes)
+        self._params_due = True
 
     # -- decoder ---------------------------------------------------------------------------------
     def _layout_error(self, flags: int, msg: str) -> CodecError:
@@ -687,9 +762,11 @@ class NlFloat(Codec):
         flags = rd.byte("flags")
         epoch = flags >> EPOCH_SHIFT
         flags &= (1 << EPOCH_SHIFT) - 1
-        if flags & ~(F_PARAMS | F_INT | F_RAW | F_ESC | F_ZSTD) and flags != F_EMPTY:
+        # F_PREF (the F_EMPTY bit) goes with an integer part and without parameters, else it is alone
+        if flags & ~_F_KNOWN or (flags & F_PREF and flags != F_EMPTY and flags & (F_PARAMS | F_INT) != F_INT):
             raise CodecError(f"{cid}: unknown flags 0x{flags:02x} at offset 0")
-        if flags & (F_PARAMS | F_EMPTY):
+        if flags & F_PARAMS or flags == F_EMPTY:
+            head = rd.pos
             code = rd.byte("dtype")
             if code not in _FLOAT_CODES:
                 raise CodecError(f"{cid}: dtype code {code} at offset 1 is not float32/float64")
@@ -699,18 +776,23 @@ class NlFloat(Codec):
                 if rd.pos != len(blob):
                     raise CodecError(f"{cid}: {len(blob) - rd.pos} unexpected trailing bytes at offset {rd.pos}")
                 return np.empty((0, n_ch), dt)
+            head_bytes = blob[head:rd.pos]
         elif self._dparams is None:
             raise MissingReferenceError(f"{cid}: frame without parameters before a keyframe (waiting for one)")
-        elif self._dparams[5] != epoch:  # the parameters changed in a keyframe this decoder did not see
+        elif self._dparams[5] != epoch and not flags & F_PREF:  # the parameters changed in a keyframe this decoder did not see
+            if self._dparams[5] < 0:  # reset: the set stays for keyframes naming it
+                raise MissingReferenceError(f"{cid}: predicted frame after a reset (waiting for a keyframe)")
             self._dparams = None
             raise MissingReferenceError(f"{cid}: frame of parameter epoch {epoch}, the decoder holds "
                                         "another: a keyframe was lost, waiting for the next one")
         else:
             n_ch, dt = self._dparams[0], self._dparams[1]
         n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, n_ch * dt.itemsize))
+        check_decoded_size(cid, n_s, n_ch, dt.itemsize, f"frame at offset {rd.pos}")  # before any allocation
         if not n_s:
             raise CodecError(f"{cid}: zero samples in a non-empty frame (flags 0x{flags:02x})")
         if flags & F_PARAMS:
+            start = rd.pos
             n_int = rd.uvarint("n_integer_channels", n_ch)
             if n_int:
                 mask = np.unpackbits(np.frombuffer(rd.take((n_ch + 7) // 8, "channel mask"), np.uint8),
@@ -720,21 +802,37 @@ class NlFloat(Codec):
                 p = np.frombuffer(rd.take(16 * n_int, "scale/offset"), "<f8").reshape(n_int, 2)
                 if not (np.isfinite(p).all() and (p[:, 0] != 0).all()):
                     raise CodecError(f"{cid}: non-finite or zero scale/offset in the parameters")
-                params = (n_ch, dt, mask, p[:, 0].copy(), p[:, 1].copy(), epoch)
+                params = (n_ch, dt, mask, p[:, 0].copy(), p[:, 1].copy(), epoch,
+                          param_signature(head_bytes, blob[start:rd.pos]))
             else:
-                params = (n_ch, dt, np.zeros(n_ch, bool), np.zeros(0), np.zeros(0), epoch)
+                params = (n_ch, dt, np.zeros(n_ch, bool), np.zeros(0), np.zeros(0), epoch,
+                          param_signature(head_bytes, blob[start:rd.pos]))
             self._dparams = None  # until this frame decodes
+        elif flags & F_PREF:  # a keyframe naming its parameters: only that set decodes it
+            assert self._dparams is not None
+            sig = int.from_bytes(rd.take(4, "parameter set signature"), "little")
+            held = self._dparams[6]
+            if sig != held:
+                self._dparams = None
+                raise MissingReferenceError(f"{cid}: keyframe of parameter set {sig:08x}, the decoder holds "
+                                            f"{held:08x}: waiting for a keyframe with the parameters")
+            params = self._dparams = self._dparams[:5] + (epoch, sig)  # (the epoch may have moved: A, B, A)
         else:
             assert self._dparams is not None
             params = self._dparams
-        _, _, mask, scale, offset, _ = params
+        _, _, mask, scale, offset, _, _ = params
         n_int = int(mask.sum())
         y = np.empty((n_s, n_ch), dt)
         if n_int and n_s:
             if not flags & F_INT:
                 raise self._layout_error(flags, f"{cid}: {n_int} integer channels but no integer part (flags 0x{flags:02x})")
             size = rd.uvarint("integer part length", len(blob)) if flags & (F_RAW | F_ESC) else len(blob) - rd.pos
-            q = self._dinner.decode(rd.take(size, "integer part"))
+            try:
+                q = self._dinner.decode(rd.take(size, "integer part"))
+            except MissingReferenceError:
+                if flags & F_PARAMS:  # (e.g. nl-lossless weights named, not sent) they stand alone: keep them
+                    self._dparams = params  # for the keyframes that name them
+                raise
             if q.shape != (n_s, n_int):
                 self._dparams = None
                 raise MissingReferenceError(f"{cid}: integer part decodes to {q.shape}, expected {(n_s, n_int)}")

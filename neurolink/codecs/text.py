@@ -11,6 +11,8 @@ Flag bit 0: the body is one zstd frame (only when that is smaller; typically reg
 long JSON markers). Decoding is strict: wrong dtype code, unknown flags, a header above MAX_STRING_VALUES
 values, lengths that do not add up to the body, trailing bytes, invalid UTF-8 or a zstd frame declaring more
 than MAX_DECODED_BYTES all raise :class:`~neurolink.errors.CodecError` before anything large is allocated.
+Under :func:`~neurolink.codecs.base.decode_limit` (the receiver states each frame's) the value count and the
+text size (UTF-8 body, as declared by its zstd frame) are bounded by that call's limits instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from neurolink.codecs.base import MAX_CHANNELS, MAX_DECODED_BYTES, MAX_STRING_VALUES, STRING_CODE, Codec
+from neurolink.codecs.base import (
+    MAX_CHANNELS,
+    MAX_DECODED_BYTES,
+    MAX_STRING_VALUES,
+    STRING_CODE,
+    Codec,
+    current_decode_limit,
+    current_string_limit,
+)
 from neurolink.codecs.lossless.varint import Reader, put_uvarint
 from neurolink.errors import CodecError
 
@@ -112,11 +122,14 @@ class NlText(Codec):
         if flags & ~KNOWN_FLAGS:
             raise CodecError(f"nl-text: unknown flag bits {flags & ~KNOWN_FLAGS:#04x} at offset 1")
         n = n_s * n_ch
-        if n > MAX_STRING_VALUES or n_s > MAX_STRING_VALUES:
-            raise CodecError(f"nl-text: header claims {n_s}x{n_ch} values, above the limit of {MAX_STRING_VALUES}")
+        max_values = current_string_limit()
+        if n > max_values or n_s > MAX_STRING_VALUES:
+            raise CodecError(f"nl-text: header claims {n_s}x{n_ch} values, above the limit of {max_values} values")
         body = bytes(blob[_HEAD.size:])
         if flags & FLAG_ZSTD:
             body = self._inflate(body)
+        elif len(body) > current_decode_limit():
+            raise CodecError(f"nl-text: {len(body)} bytes of text, above the decode limit of {current_decode_limit()} bytes")
         vals = np.empty(n, dtype=object)
         # lengths: one varint per value, each bounded by what is left of the body
         rd = Reader(body, self.codec_id)
@@ -136,12 +149,14 @@ class NlText(Codec):
         return vals.reshape(n_s, n_ch)
 
     def _inflate(self, packed: bytes) -> bytes:
-        """One complete zstd frame, no bytes after it, declaring at most MAX_DECODED_BYTES."""
+        """One complete zstd frame, no bytes after it, declaring at most the decode limit (MAX_DECODED_BYTES
+        by default): checked before inflating."""
+        limit = current_decode_limit()
         try:
             declared = zstandard.frame_content_size(packed)
-            if declared < 0 or declared > MAX_DECODED_BYTES:
+            if declared < 0 or declared > limit:
                 raise CodecError(f"nl-text: zstd frame at offset {_HEAD.size} declares {declared} bytes "
-                                 f"(must be known and <= {MAX_DECODED_BYTES})")
+                                 f"(must be known and within the decode limit of {limit} bytes)")
             dobj = self._dctx.decompressobj()
             body = dobj.decompress(packed)
         except zstandard.ZstdError as exc:

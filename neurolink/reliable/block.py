@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from neurolink.codecs.base import frame_decode_limit
 from neurolink.errors import WireFormatError
 from neurolink.framer import RawFrame
 
@@ -44,7 +45,8 @@ def unpack_block(payload: bytes, n_samples: int, n_channels: int, codec: Any, fs
     table = np.frombuffer(payload, dtype=_ENTRY, count=k, offset=_N.size)
     if int(table["n"].sum()) != n_samples or not np.all(np.isfinite(table["t0"])):
         raise WireFormatError("payload", 44, f"archive block table sums to {int(table['n'].sum())} samples, header says {n_samples}")
-    data = codec.decode(payload[end:])
+    with frame_decode_limit(n_samples, n_channels, dtype or "int64"):  # a block decodes to no more than it claims
+        data = codec.decode(payload[end:])
     if data.shape != (n_samples, n_channels):
         raise WireFormatError("payload", end + 40, f"archive block decodes to {data.shape}, header says {(n_samples, n_channels)}")
     got = "string" if data.dtype == object else data.dtype.name  # nl-text decodes to object arrays of str

@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurolink.codecs.base import CODE_DTYPES, DTYPE_CODES, MAX_CHANNELS, MAX_DECODED_BYTES, Codec, as_2d
+from neurolink.codecs.base import (
+    CODE_DTYPES,
+    DTYPE_CODES,
+    MAX_CHANNELS,
+    MAX_DECODED_BYTES,
+    Codec,
+    as_2d,
+    check_decoded_size,
+)
 from neurolink.codecs.lossless import alphabet as alph
 from neurolink.codecs.lossless import fit, lpc
 from neurolink.codecs.lossless.bitio import bytes_consumed, flush_bits
@@ -659,6 +667,7 @@ class NlLossless(Codec):
                 y, st = self._decode_v2(blob, rd, b0, key, st)
             else:
                 n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, st.n_ch * st.dtype.itemsize))
+                check_decoded_size(cid, n_s, st.n_ch, st.dtype.itemsize)
                 y = self._decode_body(blob, rd.pos, n_s, st, key)
         except CodecError:
             if not archive:
@@ -673,6 +682,7 @@ class NlLossless(Codec):
         cid = self.codec_id
         n_ch = st.n_ch
         n_s = rd.uvarint("n_samples", MAX_DECODED_BYTES // max(1, n_ch * st.dtype.itemsize))
+        check_decoded_size(cid, n_s, n_ch, st.dtype.itemsize)
         kind = rd.byte("kind")
         st.coder = kind >> 4
         if kind & 15 not in (KIND_LPC, KIND_LPC_REF) or st.coder not in (CODER_RICE, CODER_PREFIX):
@@ -797,6 +807,7 @@ class NlLossless(Codec):
         expect = st.index + 1
         # until the frame checks out; the state is updated in place (a failed frame discards it)
         self._dec = None
+        check_decoded_size(cid, n_s, n_ch, st.dtype.itemsize, "keyframe")  # its shape, under this call's limit
         if n_s * n_ch + 1 + CHECK_MIN > 8 * size:
             raise MissingReferenceError(f"{cid}: {size}-byte predicted frame cannot hold {n_s}x{n_ch} samples: "
                                         "frame lost or corrupt, waiting for a keyframe")
@@ -821,6 +832,7 @@ class NlLossless(Codec):
             n_s = st.last_n
         else:
             n_s = rd.uvarint("n_samples", limit)
+        check_decoded_size(cid, n_s, n_ch, st.dtype.itemsize)
         buf = np.frombuffer(blob, np.uint8)
         if key:
             kind = rd.byte("kind")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from neurolink.codecs.base import MAX_CHANNELS, Codec, as_2d
+from neurolink.codecs.base import MAX_CHANNELS, Codec, as_2d, current_decode_limit
 from neurolink.codecs.lossy._bitio import BAD, get_bits, put_bits
 from neurolink.errors import CodecError, MissingReferenceError
 
@@ -129,11 +129,17 @@ class LossyStreamCodec(Codec):
             if n_ch > MAX_CHANNELS or n_s * n_ch > MAX_FRAME_VALUES or n_ch > 8 * len(blob):
                 raise CodecError(f"{self.codec_id}: keyframe claims {n_s}x{n_ch} samples, above the size limit")
             self._dec_shape = (n_s, n_ch, _CODES[code])
-            self._reset_state(n_s, n_ch, False)
         elif self._dec_shape is None or count != self._dec_next:
             self._dec_shape = None  # a gap: everything until the next keyframe depends on the lost frame
             raise MissingReferenceError(f"{self.codec_id}: predicted frame {count} without its reference; waiting for a keyframe")
         n_s, n_ch, dtype = self._dec_shape
+        limit = current_decode_limit()  # this call's frame size (decode_limit), before the state or output is allocated
+        if n_s * n_ch * dtype.itemsize > limit:
+            self._dec_shape = None
+            raise CodecError(f"{self.codec_id}: {'keyframe' if key else 'frame'} of {n_s}x{n_ch} {dtype.name}, "
+                             f"above the decode limit of {limit} bytes")
+        if key:
+            self._reset_state(n_s, n_ch, False)
         self._dec_next = (count + 1) & 15
         if n_s == 0 or n_ch == 0:
             y = np.zeros((n_s, n_ch))
