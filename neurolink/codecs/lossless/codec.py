@@ -36,7 +36,12 @@ from neurolink.errors import CodecError, MissingReferenceError
 
 log = logging.getLogger(__name__)
 
-VERSION = 3  # written by LPC streams (bit-level framing, below); archive and SELECT streams write v2;
+VERSION = 4  # written by LPC streams (bit-level framing, below); archive and SELECT streams write v2;
+#: version 4 = version 3's bitstream with the predicted frames' index running on from the keyframe's 6-bit
+#: counter instead of restarting at 0 (v3): a loss that swallows a keyframe exactly as many frames after
+#: the decoder's keyframe as it is long (short intervals, or a keyframe forced by a request) left a v3 index
+#: unchanged and the frame decoded against the wrong reference; v4 changes it for every gap of 1-15 frames.
+#: v3 payloads still decode.
 #: version 1 payloads (fixed predictors, see predict.py) still decode
 VERSION_V2 = 2
 KEY_BIT = 0x80
@@ -200,6 +205,7 @@ class _State3(_State2):
                  trivial: bool | None = None, scratch: _State2 | None = None) -> None:
         super().__init__(n_ch, dtype, alpha, coefs, trivial, scratch)
         self.index = 0
+        self.run_index = True  # v4 (index runs on from the keyframe's counter); False: a v3 stream
         self.wsig = 0
         self.full = True
         self.coder = CODER_RICE
@@ -211,6 +217,7 @@ class _State3(_State2):
         s = _State3.__new__(_State3)
         self._copy_into(s)
         s.index, s.wsig, s.full, s.coder, s.pfx = self.index, self.wsig, self.full, self.coder, self.pfx
+        s.run_index = self.run_index
         s.wtab, s.khead = self.wtab, self.khead
         return s
 
@@ -475,7 +482,7 @@ class NlLossless(Codec):
             nbytes = lpc.encode_frame(codes, st.hist, st.wt, st.wt32, st.fast32, n_s, False, lo, hi, st.rice, esc, out, 1, st.index,
                                       CHECK_MIN, prefix, st.pfx, cost, st.erow, st.words, out, -1, False)
             return out[:nbytes].tobytes()
-        st.index = 0
+        st.index = b0 & (COUNTER_MOD - 1)  # v4: predicted frames count on from the keyframe's counter
         st.last_n = n_s
         if st.khead[0] != n_s:  # header bytes 1.. up to n_samples: fixed for a state (alphabet, shape)
             h = bytearray([(VERSION << 4) | dcode])
@@ -625,12 +632,12 @@ class NlLossless(Codec):
             if archive != (self.mode == "archive"):
                 raise CodecError(f"{cid}: payload flags 0x{b0:02x} at offset 0 do not match mode {self.mode!r}")
             vd = rd.byte("version/dtype")
-            if vd >> 4 not in (1, 2, 3) or (vd & 15) not in (DTYPE_CODES["int16"], DTYPE_CODES["int32"]):
+            if vd >> 4 not in (1, 2, 3, 4) or (vd & 15) not in (DTYPE_CODES["int16"], DTYPE_CODES["int32"]):
                 raise CodecError(f"{cid}: unsupported version/dtype byte 0x{vd:02x} at offset 1")
             dt = CODE_DTYPES[vd & 15]
             n_ch = rd.uvarint("n_channels", MAX_CHANNELS)
             spare = self._spare3
-            if (vd >> 4 == 3 and not archive and spare is not None and spare.n_ch == n_ch and spare.dtype == dt
+            if (vd >> 4 >= 3 and not archive and spare is not None and spare.n_ch == n_ch and spare.dtype == dt
                     and spare.trivial and rd.pos < len(blob) and blob[rd.pos] == 0):
                 # a v3 keyframe of the same shape with an all-identity alphabet (the common case): the
                 # state object is reused (every field a keyframe sets is reset by _decode_v3_key)
@@ -639,10 +646,10 @@ class NlLossless(Codec):
                 st: _State | _State2 = spare
             else:
                 alpha = alph.unpack(rd, n_ch, dt)
-                if vd >> 4 == 3 and archive:
-                    raise CodecError(f"{cid}: version 3 payload at offset 1 is stream-only")
+                if vd >> 4 >= 3 and archive:
+                    raise CodecError(f"{cid}: version {vd >> 4} payload at offset 1 is stream-only")
                 st = (_State(n_ch, dt, alpha) if vd >> 4 == 1 else
-                      _State3(n_ch, dt, alpha, np.zeros(0, np.int64)) if vd >> 4 == 3 else
+                      _State3(n_ch, dt, alpha, np.zeros(0, np.int64)) if vd >> 4 >= 3 else
                       _State2(n_ch, dt, alpha, np.zeros(0, np.int64)))
                 if isinstance(st, _State3):
                     self._dec = None
@@ -662,6 +669,7 @@ class NlLossless(Codec):
                 raise CodecError(f"{cid}: payload flags 0x{b0:02x} at offset 0 do not match mode {self.mode!r}")
         try:
             if isinstance(st, _State3):
+                st.run_index = blob[1] >> 4 == 4  # only keyframes get here (v3/v4 predicted frames return above)
                 y, st = self._decode_v3_key(blob, rd, st)
             elif isinstance(st, _State2) or st.framing == 2:
                 y, st = self._decode_v2(blob, rd, b0, key, st)
@@ -726,7 +734,7 @@ class NlLossless(Codec):
                 st.coefs = wset[3][0]  # type: ignore[index]
         else:
             st.set_weights(wts)
-        st.index = 0
+        st.index = blob[0] & (COUNTER_MOD - 1) if st.run_index else 0
         st.last_n = n_s
         st.seg = max(n_s, 1)
         size = len(blob) - pos
