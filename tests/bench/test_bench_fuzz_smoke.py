@@ -127,7 +127,7 @@ def test_archive_block_of_another_dtype_is_rejected():
     import pytest
 
     from neurolink.codecs import get_codec
-    from neurolink.errors import WireFormatError
+    from neurolink.errors import CodecError, WireFormatError
     from neurolink.framer import RawFrame
     from neurolink.reliable.block import pack_block, unpack_block
     from neurolink.sinks.archive import ARCHIVE_CODEC
@@ -135,5 +135,9 @@ def test_archive_block_of_another_dtype_is_rejected():
     codec = get_codec(ARCHIVE_CODEC)
     _, payload = pack_block([RawFrame(0, 1.0, np.arange(30, dtype=np.int32).reshape(10, 3))], codec)
     assert unpack_block(payload, 10, 3, codec, 100.0, "int32")[0].dtype == np.int32
-    with pytest.raises(WireFormatError, match="int32, header says int16"):
+    # refused before decoding: 10x3 int32 is more than the 60 bytes a 10x3 int16 block may decode to
+    with pytest.raises(CodecError, match="above the decode limit of 60 bytes"):
         unpack_block(payload, 10, 3, codec, 100.0, "int16")
+    # and after decoding when the sizes agree (int32 values, the header says float32)
+    with pytest.raises(WireFormatError, match="int32, header says float32"):
+        unpack_block(payload, 10, 3, codec, 100.0, "float32")
