@@ -13,6 +13,19 @@ from neurolink.codecs.base import Codec
 from neurolink.codecs.registry import get_codec
 from neurolink.errors import CodecError, MissingReferenceError
 
+#: one config of every lossy codec (the rate knob mid-range): the families' shared hostile-input tests
+LOSSY_CONFIGS: list[dict] = [
+    {"id": "nl-spike", "step": 8.0},
+    {"id": "nl-nearlossless", "k": 4},
+    {"id": "nl-nearlossless-lpc", "k": 4},
+    {"id": "nl-dpcm", "step": 8.0},
+    {"id": "nl-wavelet", "step": 32.0},
+    {"id": "nl-pca", "step": 32.0},
+    {"id": "nl-vq", "bits": 6},
+    {"id": "nl-cs", "m": 6, "qstep": 8.0},
+    {"id": "nl-ae", "step": 0.2},
+]
+
 
 def check_config_roundtrip(codec: Codec) -> None:
     cfg = codec.get_config()

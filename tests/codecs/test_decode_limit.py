@@ -34,23 +34,14 @@ from neurolink.codecs.base import (
     pack_array_header,
 )
 from neurolink.codecs.lossless.varint import put_uvarint
+from neurolink.codecs.testing import LOSSY_CONFIGS
 from neurolink.errors import CodecError
 
 BOMB_BYTES = 8 << 20  # what each crafted payload declares (the real attack declares 256 MiB: same code path)
 _nrt_python = importlib.import_module("numba.core.runtime._nrt_python")
 _Z = zstandard.ZstdCompressor(level=19)
 
-LOSSY = [
-    {"id": "nl-spike", "step": 8.0},
-    {"id": "nl-nearlossless", "k": 4},
-    {"id": "nl-nearlossless-lpc", "k": 4},
-    {"id": "nl-dpcm", "step": 8.0},
-    {"id": "nl-wavelet", "step": 32.0},
-    {"id": "nl-pca", "step": 32.0},
-    {"id": "nl-vq", "bits": 6},
-    {"id": "nl-cs", "m": 6, "qstep": 8.0},
-    {"id": "nl-ae", "step": 0.2},
-]
+LOSSY = LOSSY_CONFIGS
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,19 +18,10 @@ import pytest
 from numba.core.runtime import rtsys
 
 from neurolink.codecs.registry import get_codec
+from neurolink.codecs.testing import LOSSY_CONFIGS
 from neurolink.errors import CodecError
 
-CONFIGS = [
-    {"id": "nl-spike", "step": 8.0},
-    {"id": "nl-nearlossless", "k": 4},
-    {"id": "nl-nearlossless-lpc", "k": 4},
-    {"id": "nl-dpcm", "step": 8.0},
-    {"id": "nl-wavelet", "step": 32.0},
-    {"id": "nl-pca", "step": 32.0},
-    {"id": "nl-ae", "step": 0.2},
-    {"id": "nl-vq", "bits": 6},
-    {"id": "nl-cs", "m": 6, "qstep": 8.0},
-]
+CONFIGS = LOSSY_CONFIGS
 #: Codecs whose payload is read field by field to its last bit: any cut must be rejected. The range
 #: coder of nl-nearlossless-lpc / nl-dpcm reads zeros past the end by design (its flush drops them).
 CUT_MUST_FAIL = {"nl-spike", "nl-nearlossless", "nl-wavelet", "nl-pca", "nl-ae", "nl-vq", "nl-cs"}
