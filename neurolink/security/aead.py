@@ -86,12 +86,6 @@ def resolve_aead(name: str) -> int:
         raise SecurityError(f"aead must be 'auto' or one of {sorted(AEAD_NAMES)}, got {name!r}") from None
 
 
-def _nonce(env: bytes) -> bytes:
-    """The 96-bit nonce of an envelope header: direction | 0x000000 | counter."""
-    _, d, _, _, ctr, _ = _ENV.unpack(env)
-    return _NONCE.pack(d, ctr)
-
-
 def _direction(msg: bytes | memoryview) -> int:
     """Which way a plaintext message travels: fixed by its type, so both ends agree without a role."""
     mtype = msg[5]
@@ -247,9 +241,9 @@ class FrameCipher:
         self._sealed_bytes = 0
         self._pid = os.getpid()
 
-    def _next(self, d: int, nbytes: int) -> tuple[bytes, AESGCM | ChaCha20Poly1305]:
-        """The envelope header of the next message of direction ``d`` (its counter handed out once, never
-        again) and the AEAD to seal it with: version, salt, counter and key are taken together, under the lock."""
+    def _next(self, d: int, nbytes: int) -> tuple[bytes, bytes, AESGCM | ChaCha20Poly1305]:
+        """The envelope header and nonce of the next message of direction ``d`` (its counter handed out once,
+        never again) and the AEAD to seal it with: version, salt, counter and key are taken together, under the lock."""
         with self._lock:
             if self._pid != os.getpid() or self._counters[d] >= REKEY_MESSAGES or self._sealed_bytes >= REKEY_BYTES:
                 self._new_session()
@@ -260,7 +254,7 @@ class FrameCipher:
             ver = self._reply_version if self._follow and d == DIR_FEEDBACK else self.version
             aead = self._cipher(ver, kid, self.salt)
             env = _ENV.pack(ver, d, kid, self.salt, ctr, int(time.time()) & 0xFFFFFFFF)
-        return env, aead
+        return env, _NONCE.pack(d, ctr), aead
 
     def seal_frame(self, stream_id: int, seq: int, timestamp: float, n_samples: int, n_channels: int, dtype: str,
                    level: int, payload: bytes, flags: int = 0) -> bytes:
@@ -274,9 +268,9 @@ class FrameCipher:
                                           ENVELOPE_HEADER_SIZE + len(payload) + TAG_SIZE, flags | wire.FLAG_ENCRYPTED)
         except (WireFormatError, struct.error) as exc:
             raise SecurityError(f"cannot seal a malformed frame: {exc}") from None
-        env, aead = self._next(DIR_DATA, len(payload))
+        env, nonce, aead = self._next(DIR_DATA, len(payload))
         ad = head + env
-        ct = aead.encrypt(_nonce(env), payload, ad)
+        ct = aead.encrypt(nonce, payload, ad)
         return b"".join((ad, ct, _CRC.pack(crc32(ct, crc32(ad)))))
 
     def seal(self, msg: bytes) -> bytes:
@@ -292,8 +286,7 @@ class FrameCipher:
         if mtype == wire.MSG_CLOCK and len(mv) <= _CLOCK_KIND_OFFSET:
             raise SecurityError("cannot seal a truncated clock message")
         d = _direction(mv)
-        env, aead = self._next(d, len(mv))
-        nonce = _nonce(env)
+        env, nonce, aead = self._next(d, len(mv))
         if hdr is not None:
             payload = mv[wire.FRAME_HEADER_SIZE:wire.FRAME_HEADER_SIZE + hdr.payload_len]
             sealed_len = ENVELOPE_HEADER_SIZE + hdr.payload_len + TAG_SIZE

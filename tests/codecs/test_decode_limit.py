@@ -9,7 +9,6 @@ exact size (and one byte less is refused); and the receiver conceals and counts 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import struct
 import threading
@@ -38,19 +37,11 @@ from neurolink.codecs.testing import LOSSY_CONFIGS
 from neurolink.errors import CodecError
 
 BOMB_BYTES = 8 << 20  # what each crafted payload declares (the real attack declares 256 MiB: same code path)
-_nrt_python = importlib.import_module("numba.core.runtime._nrt_python")
 _Z = zstandard.ZstdCompressor(level=19)
 
-LOSSY = LOSSY_CONFIGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nrt_stats():
-    was = _nrt_python.memsys_stats_enabled()
-    _nrt_python.memsys_enable_stats()
-    yield
-    if not was:
-        _nrt_python.memsys_disable_stats()
+pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/codecs/conftest.py
 
 
 def _skip_missing(cfg: dict) -> None:
@@ -104,7 +95,7 @@ def _bombs() -> list[tuple[str, dict, bytes, tuple[int, int, str], int]]:
     for cfg in ({"id": "nl-lossless"}, {"id": "nl-lossless", "mode": "archive"}):
         out.append((f"nl-lossless-{cfg.get('mode', 'stream')}", cfg, _zeros_keyframe(cfg, 8192, 64), (30, 64, "int16"),
                     8192 * 64 * 2))
-    for cfg in LOSSY:
+    for cfg in LOSSY_CONFIGS:
         n_s = 256 if cfg["id"] == "nl-cs" else 8192  # nl-cs frames are short by design (<= 256 samples)
         out.append((cfg["id"], cfg, b"", (30, 32, "int16"), n_s * 32 * 2))
     return out
@@ -216,7 +207,7 @@ def _legit_frames(cfg: dict) -> list:
 
 LEGIT = [{"id": "delta-zstd"}, {"id": "nl-float"}, {"id": "nl-text"}, {"id": "nl-lossless"},
          {"id": "nl-lossless", "mode": "archive"}, {"id": "nl-float", "inner": {"id": "nl-nearlossless", "k": 3}},
-         *LOSSY]
+         *LOSSY_CONFIGS]
 
 
 @pytest.mark.parametrize("cfg", LEGIT, ids=[c["id"] + ("." + c.get("mode", "") if "mode" in c else "")

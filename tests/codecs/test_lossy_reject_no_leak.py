@@ -11,7 +11,6 @@ real payloads of every lossy codec.
 from __future__ import annotations
 
 import gc
-import importlib
 
 import numpy as np
 import pytest
@@ -21,21 +20,13 @@ from neurolink.codecs.registry import get_codec
 from neurolink.codecs.testing import LOSSY_CONFIGS
 from neurolink.errors import CodecError
 
-CONFIGS = LOSSY_CONFIGS
 #: Codecs whose payload is read field by field to its last bit: any cut must be rejected. The range
 #: coder of nl-nearlossless-lpc / nl-dpcm reads zeros past the end by design (its flush drops them).
 CUT_MUST_FAIL = {"nl-spike", "nl-nearlossless", "nl-wavelet", "nl-pca", "nl-ae", "nl-vq", "nl-cs"}
 N_S, N_CH, N_FRAMES = 30, 8, 4
-_nrt_python = importlib.import_module("numba.core.runtime._nrt_python")  # NRT's C module: stats switch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nrt_stats():
-    was = _nrt_python.memsys_stats_enabled()
-    _nrt_python.memsys_enable_stats()
-    yield
-    if not was:
-        _nrt_python.memsys_disable_stats()
+pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/codecs/conftest.py
 
 
 def _signal() -> np.ndarray:
@@ -91,7 +82,7 @@ def _net() -> tuple[int, int]:
     return st.alloc - st.free, st.mi_alloc - st.mi_free
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(c["id"]) for c in CONFIGS])
+@pytest.mark.parametrize("cfg", LOSSY_CONFIGS, ids=[str(c["id"]) for c in LOSSY_CONFIGS])
 def test_rejected_payloads_free_all_nrt_memory(cfg):
     if cfg["id"] == "nl-ae":
         pytest.importorskip("onnxruntime", reason="nl-ae needs onnxruntime")
