@@ -16,7 +16,6 @@ import asyncio
 import errno
 import logging
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,8 +33,8 @@ from neurolink.sinks.archive import ATTR, ArchiveSink
 from neurolink.sinks.base import MemorySink
 from neurolink.sources.replay import Recording, ReplaySource
 from neurolink.sources.synthetic import synthetic_recording
+from neurolink.testing_pipeline import ReliableLink
 from neurolink.transports.zmq import ZmqReceiver, ZmqSender
-from neurolink.wire import ack as wack
 from neurolink.wire.format import StreamHeader
 
 FS, FN, CH, SID = 2000.0, 20, 4, 9
@@ -84,58 +83,25 @@ def _data(n_frames: int, seed: int) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).integers(-30, 31, (n_frames * FN, CH)), axis=0).astype(np.int16)
 
 
-class Link:
-    """ReliableSender and ReliableReceiver joined by a list (no sockets): every step deterministic."""
+class Link(ReliableLink):
+    """The shared list-joined link; every ack is checked against the store: it never claims more than the
+    saved metadata holds."""
 
     def __init__(self, tmp_path, chunk_samples: int, header: StreamHeader | None = None, block_frames: int = 10,
                  flush_s: float = 1.0) -> None:
-        self.header = header or StreamHeader(SID, "wf", "EEG", "wf-1", FS, CH, "int16", session="s1")
-        self.rx = SimpleNamespace(streams={SID: SimpleNamespace(header=self.header, applied_offset=0.0)})
-        self.path = str(tmp_path / "arch.zarr")
-        self.wire: list[bytes] = []
-        self.tx = ReliableSender(tmp_path / "spool", spool_mb=16, segment_mb=0.0625, rto_s=0.0, tail_s=0.0,
-                                 block_frames=block_frames, retransmit_per_s=1000)
-        self.tx.attach(SID, self._send, self.header.channel_format)
-        self.rel = ReliableReceiver(lambda h: ArchiveSink(self.path, chunk_samples=chunk_samples, flush_s=flush_s),
-                                    nack_holdoff_s=0.0)
         self.acked: list[int] = []
+        super().__init__(tmp_path, header or StreamHeader(SID, "wf", "EEG", "wf-1", FS, CH, "int16", session="s1"),
+                         sink_kw={"chunk_samples": chunk_samples, "flush_s": flush_s}, block_frames=block_frames)
 
-    async def _send(self, msg: bytes) -> None:
-        self.wire.append(msg)
-
-    def deliver(self) -> None:
-        msgs, self.wire = self.wire, []
-        for m in msgs:
-            self.rel.on_message(self.rx, m)
-
-    def ack(self) -> None:
-        """One ack, checked against the store: it never claims more than the saved metadata holds."""
-        for st in self.rel.streams.values():
-            a = self.rel.ack_for(st)
-            assert a.next_seq <= _stored_next_seq(self.path), "ack beyond the durable point in the store"
-            self.acked.append(a.next_seq)
-            self.tx.on_feedback(wack.pack_ack(a))
-
-    def done(self) -> bool:
-        st, tx = self.rel.streams.get(SID), self.tx.streams[SID]
-        return st is not None and st.ended and tx.eos_seq is not None and tx.acked > tx.eos_seq
-
-    async def rounds(self, n: int, sleep: float = 0.0) -> None:
-        for _ in range(n):
-            self.ack()
-            await self.tx.step(1.0)
-            self.deliver()
-            if self.done():
-                return
-            if sleep:
-                await asyncio.sleep(sleep)  # lets a string stream's flush timer run
+    def check_ack(self, ack) -> None:
+        assert ack.next_seq <= _stored_next_seq(self.path), "ack beyond the durable point in the store"
+        self.acked.append(ack.next_seq)
 
     async def frames(self, x: np.ndarray, first: int, last: int) -> None:
         for seq in range(first, last):
             await self.tx.on_frame(SID, RawFrame(seq, 10.0 + seq * FN / FS, x[seq * FN:(seq + 1) * FN]))
             if seq % 10 == 9:
                 self.deliver()
-                self.ack()
 
 
 @pytest.mark.parametrize(("target", "chunk_samples", "every"),

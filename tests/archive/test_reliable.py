@@ -6,16 +6,12 @@ A list stands in for the link so every drop is deterministic; acks go straight b
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import numpy as np
 
 from neurolink.archive import read_archive, verify_archive
 from neurolink.framer import RawFrame
-from neurolink.reliable.receiver import ReliableReceiver
-from neurolink.reliable.sender import ReliableSender
-from neurolink.sinks.archive import ArchiveSink
-from neurolink.wire import ack as wack
+from neurolink.testing_pipeline import ReliableLink
 from neurolink.wire.format import StreamHeader
 
 FS, FN, CH = 2000.0, 20, 4
@@ -25,48 +21,13 @@ def _data(n_frames: int, seed: int = 0) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).integers(-30, 31, (n_frames * FN, CH)), axis=0).astype(np.int16)
 
 
-class Link:
-    def __init__(self, tmp_path, *, spool_mb: float = 16.0, window: int = 64) -> None:
-        self.header = StreamHeader(9, "rel", "EEG", "rel-1", FS, CH, "int16", session="abc")
-        self.rx = SimpleNamespace(streams={9: SimpleNamespace(header=self.header, applied_offset=0.25)})
-        self.path = str(tmp_path / "arch.zarr")
-        self.wire: list[bytes] = []
-        self.up = True
-        self.tx = ReliableSender(tmp_path / "spool", spool_mb=spool_mb, segment_mb=0.0625, rto_s=0.0, tail_s=0.0,
-                                 window_frames=window, block_frames=10, retransmit_per_s=1000)
-        self.tx.attach(9, self._send)
-        self.window = window
-        self.new_receiver()
-
-    async def _send(self, msg: bytes) -> None:
-        if self.up:
-            self.wire.append(msg)
-
-    def new_receiver(self) -> None:
-        self.rel = ReliableReceiver(lambda h: ArchiveSink(self.path, chunk_samples=300), window_frames=self.window,
-                                    nack_holdoff_s=0.0)
-
-    def deliver(self, drop=lambda i: False, reverse: bool = False) -> None:
-        msgs, self.wire = self.wire, []
-        for i, m in enumerate(reversed(msgs) if reverse else msgs):
-            if not drop(i):
-                self.rel.on_message(self.rx, m)
-
-    def ack(self) -> None:
-        for st in self.rel.streams.values():
-            self.tx.on_feedback(wack.pack_ack(self.rel.ack_for(st)))
-
-    async def rounds(self, n: int = 200) -> None:
-        for _ in range(n):
-            self.ack()
-            await self.tx.step(1.0)
-            self.deliver()
-            st = self.rel.streams.get(9)
-            if st is not None and st.ended and self.tx.streams[9].acked > (self.tx.streams[9].eos_seq or 0):
-                return
+def Link(tmp_path, *, spool_mb: float = 16.0, window: int = 64) -> ReliableLink:  # noqa: N802 - reads as a class
+    header = StreamHeader(9, "rel", "EEG", "rel-1", FS, CH, "int16", session="abc")
+    return ReliableLink(tmp_path, header, sink_kw={"chunk_samples": 300}, receiver_kw={"window_frames": window},
+                        offset=0.25, spool_mb=spool_mb, window_frames=window, block_frames=10)
 
 
-def _send_frames(link: Link, x: np.ndarray, first: int, last: int) -> None:
+def _send_frames(link: ReliableLink, x: np.ndarray, first: int, last: int) -> None:
     async def go():
         for seq in range(first, last):
             await link.tx.on_frame(9, RawFrame(seq, 10.0 + seq * FN / FS, x[seq * FN:(seq + 1) * FN]))

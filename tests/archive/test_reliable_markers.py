@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from neurolink.sender import Sender, StreamSpec
 from neurolink.sinks.archive import ArchiveSink
 from neurolink.sinks.base import MemorySink
 from neurolink.sources.lsl_inlet import LSLSource
+from neurolink.testing_pipeline import ReliableLink
 from neurolink.transports.zmq import ZmqReceiver, ZmqSender
 from neurolink.wire import ack as wack
 from neurolink.wire.format import StreamHeader
@@ -39,42 +39,9 @@ MARKERS = ["stim/onset", "trial 3", '{"trial": 3, "cond": "incongruent", "rt": 0
 SID = 9
 
 
-class Link:
+def Link(tmp_path, header: StreamHeader, *, block_frames: int = 4) -> ReliableLink:  # noqa: N802 - reads as a class
     """ReliableSender and ReliableReceiver joined by a list; ``drop`` loses messages on delivery."""
-
-    def __init__(self, tmp_path, header: StreamHeader, *, block_frames: int = 4) -> None:
-        self.header = header
-        self.rx = SimpleNamespace(streams={SID: SimpleNamespace(header=header, applied_offset=0.0)})
-        self.path = str(tmp_path / "arch.zarr")
-        self.wire: list[bytes] = []
-        self.tx = ReliableSender(tmp_path / "spool", spool_mb=16, segment_mb=0.0625, rto_s=0.0, tail_s=0.0,
-                                 block_frames=block_frames, retransmit_per_s=1000)
-        self.tx.attach(SID, self._send, "string")
-        self.new_receiver()
-
-    async def _send(self, msg: bytes) -> None:
-        self.wire.append(msg)
-
-    def new_receiver(self) -> None:
-        self.rel = ReliableReceiver(lambda h: ArchiveSink(self.path, chunk_samples=7, flush_s=3600.0),
-                                    nack_holdoff_s=0.0)
-
-    def deliver(self, drop=lambda i: False, reverse: bool = False) -> None:
-        msgs, self.wire = self.wire, []
-        for i, m in enumerate(reversed(msgs) if reverse else msgs):
-            if not drop(i):
-                self.rel.on_message(self.rx, m)
-
-    async def finish(self, n_frames: int) -> None:
-        await self.tx.on_end(SID, n_frames, self.header.channel_count, "string")
-        for _ in range(300):
-            for st in self.rel.streams.values():
-                self.tx.on_feedback(wack.pack_ack(self.rel.ack_for(st)))
-            await self.tx.step(1.0)
-            self.deliver()
-            st = self.rel.streams.get(SID)
-            if st is not None and st.ended and self.tx.streams[SID].acked > (self.tx.streams[SID].eos_seq or 0):
-                return
+    return ReliableLink(tmp_path, header, sink_kw={"chunk_samples": 7, "flush_s": 3600.0}, block_frames=block_frames)
 
 
 def _irregular(n: int, n_ch: int) -> tuple[list[list[str]], list[float]]:
