@@ -41,3 +41,17 @@ def recording(request) -> tuple[np.ndarray, float]:
 def source_id() -> str:
     """A unique LSL source_id per test so parallel or leftover streams never cross."""
     return f"nltest-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def nrt_stats():
+    """numba's allocation counters on for the module (``numba.core.runtime.rtsys.get_allocation_stats``):
+    codec tests that a decoder refuses before allocating compare them around a call."""
+    import importlib
+
+    nrt = importlib.import_module("numba.core.runtime._nrt_python")  # NRT's C module: the stats switch
+    was = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    yield
+    if not was:
+        nrt.memsys_disable_stats()

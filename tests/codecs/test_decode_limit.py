@@ -41,7 +41,7 @@ _Z = zstandard.ZstdCompressor(level=19)
 
 
 
-pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/codecs/conftest.py
+pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/conftest.py
 
 
 def _skip_missing(cfg: dict) -> None:

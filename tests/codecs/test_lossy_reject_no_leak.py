@@ -26,7 +26,7 @@ CUT_MUST_FAIL = {"nl-spike", "nl-nearlossless", "nl-wavelet", "nl-pca", "nl-ae",
 N_S, N_CH, N_FRAMES = 30, 8, 4
 
 
-pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/codecs/conftest.py
+pytestmark = pytest.mark.usefixtures("nrt_stats")  # tests/conftest.py
 
 
 def _signal() -> np.ndarray:
