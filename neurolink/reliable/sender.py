@@ -15,7 +15,6 @@ import collections
 import logging
 import struct
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from neurolink.reliable.spool import Spool
 from neurolink.sinks.archive import archive_codec_for
 from neurolink.wire import ack as wack
 from neurolink.wire import format as wire
+from neurolink.wire.crc import crc32
 
 log = logging.getLogger(__name__)
 
@@ -286,5 +286,5 @@ def _mark_retransmit(msg: bytes) -> bytes:
     b = bytearray(msg)
     (flags,) = _FLAGS.unpack_from(b, 6)
     _FLAGS.pack_into(b, 6, flags | wire.FLAG_RETRANSMIT)
-    struct.pack_into("<I", b, len(b) - 4, zlib.crc32(memoryview(b)[:-4]))
+    struct.pack_into("<I", b, len(b) - 4, crc32(memoryview(b)[:-4]))
     return bytes(b)

@@ -61,6 +61,11 @@ _CLOCK_KIND_OFFSET = 10
 #: magnitude (~2^24.5 full records, RFC 8446 5.5), about 4.6 h of 1 ms frames. Receivers see a new session.
 REKEY_MESSAGES = 1 << 24
 REKEY_BYTES = 1 << 36
+#: opening a message of a session not seen yet costs a key derivation (~30 us of HKDF) BEFORE its tag can be
+#: checked, so forged messages with fresh salts are the cheapest way to burn a receiver's CPU: new sessions are
+#: admitted through a token bucket (this many per second, bursts up to ``max_sessions``). Legitimate peers start
+#: a session when they (re)start, fork or rekey (every ~4.6 h): a handful per second even for hundreds of peers.
+NEW_SESSIONS_PER_S = 64.0
 
 
 def hardware_aes() -> bool:
@@ -175,6 +180,10 @@ class FrameCipher:
         self._sealed_bytes = 0
         self._pid = os.getpid()  # a forked child must not reuse the parent's (salt, counter) pairs
         self._aead: OrderedDict[tuple[int, int, bytes], AESGCM | ChaCha20Poly1305] = OrderedDict()
+        self.new_sessions_per_s = NEW_SESSIONS_PER_S
+        self._new_tokens = float(max_sessions)  # token bucket of key derivations for unseen sessions (opening)
+        self._new_at = time.monotonic()
+        self.sessions_rate_limited = 0  # messages of unseen sessions refused by the bucket (counted, not opened)
         self._windows: OrderedDict[tuple[int, bytes, int], _ReplayWindow] = OrderedDict()
         self._lock = threading.Lock()  # counters must never be handed out twice, even across threads
 
@@ -217,18 +226,38 @@ class FrameCipher:
         """The AEAD this end seals with."""
         return next(n for n, v in AEAD_NAMES.items() if v == self.version)
 
+    def _admit_new_session(self) -> None:
+        """Spend one token of the new-session bucket (the caller holds the lock), or refuse the message."""
+        now = time.monotonic()
+        cap = float(max(self.max_sessions, 1))
+        self._new_tokens = min(cap, self._new_tokens + (now - self._new_at) * self.new_sessions_per_s)
+        self._new_at = now
+        if self._new_tokens < 1.0:
+            self.sessions_rate_limited += 1
+            raise SecurityError(f"too many new sessions (over {self.new_sessions_per_s:g}/s): message of an unseen "
+                                "session refused before key derivation (a flood of forged salts?)")
+        self._new_tokens -= 1.0
+
+    def _derive(self, version: int, key_id: int, salt: bytes) -> AESGCM | ChaCha20Poly1305:
+        """The AEAD of (algorithm, key id, session salt): HKDF of the master key, not cached."""
+        master = self._keys.get(key_id)
+        if master is None:
+            raise SecurityError(f"unknown key id {key_id} (known: {self.key_ids})")
+        primitive, info = _AEADS[version]
+        return primitive(HKDF(hashes.SHA256(), KEY_SIZE, salt, info + struct.pack("<I", key_id)).derive(master))
+
+    def _remember(self, k: tuple[int, int, bytes], c: AESGCM | ChaCha20Poly1305) -> None:
+        self._aead[k] = c
+        if len(self._aead) > self.max_sessions + 4:
+            self._aead.popitem(last=False)
+
     def _cipher(self, version: int, key_id: int, salt: bytes) -> AESGCM | ChaCha20Poly1305:
+        """The AEAD of (algorithm, key id, session salt), derived once and cached (LRU)."""
         k = (version, key_id, salt)
         c = self._aead.get(k)
         if c is None:
-            master = self._keys.get(key_id)
-            if master is None:
-                raise SecurityError(f"unknown key id {key_id} (known: {self.key_ids})")
-            primitive, info = _AEADS[version]
-            sub = HKDF(hashes.SHA256(), KEY_SIZE, salt, info + struct.pack("<I", key_id)).derive(master)
-            c = self._aead[k] = primitive(sub)
-            if len(self._aead) > self.max_sessions + 4:
-                self._aead.popitem(last=False)
+            c = self._derive(version, key_id, salt)
+            self._remember(k, c)
         else:
             self._aead.move_to_end(k)
         return c
@@ -356,11 +385,23 @@ class FrameCipher:
             win = self._windows.get(wkey)
             if win is not None:
                 win.check(ctr)
+            ckey = (ver, kid, salt)
+            aead = self._aead.get(ckey)
+            new = aead is None
+            if aead is None:  # an unseen session: its subkey is cached only once a message of it authenticates,
+                if kid not in self._keys:  # so forged salts can neither evict real sessions nor pile up
+                    raise SecurityError(f"unknown key id {kid} (known: {self.key_ids})")
+                self._admit_new_session()
+                aead = self._derive(ver, kid, salt)
             try:
-                pt = self._cipher(ver, kid, salt).decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
+                pt = aead.decrypt(_NONCE.pack(d, ctr), body[ENVELOPE_HEADER_SIZE:], ad_head + env)
             except InvalidTag:
                 raise SecurityError(f"tampered message or wrong key: authentication failed (key id {kid}, counter {ctr})") from None
-            # authenticated: only now may the replay state change
+            # authenticated: only now may the replay state (and the subkey cache) change
+            if new:
+                self._remember(ckey, aead)
+            else:
+                self._aead.move_to_end(ckey)
             if win is None:
                 win = self._windows[wkey] = _ReplayWindow(self.replay_window)
                 if len(self._windows) > self.max_sessions:

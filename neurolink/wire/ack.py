@@ -15,11 +15,11 @@ before it, strict parsing naming the field and offset). See docs/wire-format.md.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 from neurolink.errors import WireFormatError
 from neurolink.wire import format as wire
+from neurolink.wire.crc import crc32
 from neurolink.wire.format import MAGIC, MSG_ACK, MSG_ARCHIVE_FRAME, WIRE_VERSION
 
 MAX_NACK_RANGES = 256
@@ -36,7 +36,7 @@ def _check(buf: bytes | memoryview, mtype: int, end: int) -> None:
     if len(buf) < end + 4:
         raise WireFormatError("crc32", end, f"message truncated: {len(buf)} bytes, need {end + 4}")
     (crc,) = _CRC.unpack_from(buf, len(buf) - 4)
-    actual = zlib.crc32(memoryview(buf)[:-4])
+    actual = crc32(memoryview(buf)[:-4])
     if crc != actual:
         raise WireFormatError("crc32", len(buf) - 4, f"checksum mismatch (stored {crc:#010x}, computed {actual:#010x})")
 
@@ -52,7 +52,7 @@ class ArchiveFrame:
 def pack_archive_frame(frame_msg: bytes, oldest_seq: int, end_seq: int = 0) -> bytes:
     """Wrap a complete v1 frame message (already packed, flags included); end_seq 0 = not announced."""
     body = _AF.pack(MAGIC, WIRE_VERSION, MSG_ARCHIVE_FRAME, oldest_seq, end_seq) + frame_msg
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(crc32(body))
 
 
 def parse_archive_frame(buf: bytes | memoryview) -> ArchiveFrame:
@@ -81,7 +81,7 @@ def pack_ack(a: Ack) -> bytes:
         raise WireFormatError("n_ranges", 18, f"{len(a.nacks)} NACK ranges exceed {MAX_NACK_RANGES}")
     body = _ACK.pack(MAGIC, WIRE_VERSION, MSG_ACK, a.stream_id, a.next_seq, len(a.nacks))
     body += b"".join(_RANGE.pack(s, n) for s, n in a.nacks)
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(crc32(body))
 
 
 def parse_ack(buf: bytes | memoryview) -> Ack:
