@@ -335,6 +335,18 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
             seeds.append(enc.encode(f if text or not _wants_float(enc) else _float_seed(enc, f, i)))
         except CodecError:
             continue
+    if "keyframe_interval" in target["config"] and not text:
+        # a run of keyframes every 2 frames: keyframes that follow a keyframe of the same stream (nl-float's
+        # keyframes that only name the parameter set the decoder holds; nl-lossless's that name a weight set)
+        enc2 = get_codec({**target["config"], "keyframe_interval": 2})
+        run = frames[-12:]
+        for f in run:
+            if f.shape[1] != run[0].shape[1]:
+                break
+            try:
+                seeds.append(enc2.encode(f if not _wants_float(enc2) else _float_seed(enc2, f, 0)))
+            except CodecError:
+                break
     if not seeds:
         raise CodecError(f"{target['name']}: could not encode any seed frame")
     frame_bytes = frame_values = 0

@@ -26,6 +26,12 @@ from neurolink.errors import CodecError
 MEAN_FRACTION = 0.25
 MEAS_PER_ATOM = 4  # OMP stops after M/4 atoms: the background noise is not sparse, more atoms overfit it
 MAX_N = 256  # longest frame (samples): bounds the receiver's dictionary and OMP work on hostile input
+#: OMP stops when the best atom's squared distance to the span of the selected ones is below this fraction
+#: of its squared norm (an atom selected again, or linearly dependent: the Cholesky update would be singular)
+DEPENDENT = 1e-10
+#: Correlations within this relative distance of the largest are a tie, broken to the lowest atom index: short
+#: frames have equal (or opposite) measurement columns, and a BLAS's rounding must not pick among them
+TIE = 1e-9
 
 
 @lru_cache(maxsize=64)
@@ -48,27 +54,65 @@ def n_measurements(m: int, n: int) -> int:
 
 @njit(cache=True)
 def _omp(a, y, tol2, max_atoms):
-    """Orthogonal matching pursuit: sparse s with a @ s ~ y (a column-normalised)."""
+    """Orthogonal matching pursuit: sparse s with a @ s ~ y (a column-normalised).
+
+    The standard fast form: per atom one product ``a.T @ r`` for the correlations, and the least-squares
+    coefficients from a Cholesky factor L of the selected atoms' Gram matrix, grown by one row per atom
+    (O(M k) per atom instead of a least-squares solve of the whole selection). Stops at the noise level
+    (``tol2``), after ``max_atoms``, or when the best atom lies in the span of those selected (selected
+    already, or linearly dependent): the residual is then already the least-squares one, orthogonal to it.
+    """
     mm, na = a.shape
-    at = np.ascontiguousarray(a.T)
+    kmax = min(max_atoms, mm)
     s = np.zeros(na)
+    sel = np.empty(kmax, np.int64)
+    atoms = np.empty((kmax, mm))  # the selected atoms, one per row
+    chol = np.zeros((kmax, kmax))  # lower triangular: chol @ chol.T = atoms @ atoms.T
+    z = np.empty(kmax)  # chol @ z = atoms @ y
+    coef = np.empty(kmax)  # chol.T @ coef = z: the least-squares coefficients
+    w = np.empty(kmax)
     r = y.copy()
-    sel = np.empty(max_atoms, np.int64)
     k = 0
-    coef = np.zeros(0)
-    while k < max_atoms and np.dot(r, r) > tol2:
-        best, bv = -1, -1.0
+    while k < kmax and np.dot(r, r) > tol2:
+        c = np.abs(np.dot(r, a))  # all correlations a.T @ r at once
+        bv = -1.0
         for j in range(na):
-            v = abs(np.dot(at[j], r))
-            if v > bv:
-                bv, best = v, j
+            if c[j] > bv:
+                bv = c[j]
+        best = -1  # the first atom within rounding of the largest: ties (equal columns) do not depend on the BLAS
+        for j in range(na):
+            if c[j] >= bv * (1.0 - TIE):
+                best = j
+                break
+        if best < 0:  # no finite correlation
+            break
+        atom = atoms[k]
+        for i in range(mm):
+            atom[i] = a[i, best]
+        g = np.dot(atom, atom)
+        d = g
+        for i in range(k):  # forward substitution: chol[:k, :k] @ w = atoms[:k] @ atom
+            acc = np.dot(atoms[i], atom)
+            for j in range(i):
+                acc -= chol[i, j] * w[j]
+            w[i] = acc / chol[i, i]
+            d -= w[i] * w[i]
+        if not d > DEPENDENT * g:  # in the span of the selection (or a zero column): no new direction
+            break
+        acc = np.dot(atom, y)
+        for j in range(k):
+            chol[k, j] = w[j]
+            acc -= w[j] * z[j]
+        chol[k, k] = np.sqrt(d)
+        z[k] = acc / chol[k, k]
         sel[k] = best
         k += 1
-        sub = np.empty((mm, k))
-        for i in range(k):
-            sub[:, i] = a[:, sel[i]]
-        coef = np.linalg.lstsq(sub, y)[0]
-        r = y - sub @ coef
+        for i in range(k - 1, -1, -1):  # back substitution: chol[:k, :k].T @ coef = z
+            acc = z[i]
+            for j in range(i + 1, k):
+                acc -= chol[j, i] * coef[j]
+            coef[i] = acc / chol[i, i]
+        r = y - np.dot(coef[:k], atoms[:k])
     for i in range(k):
         s[sel[i]] = coef[i]
     return s
@@ -87,6 +131,7 @@ def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
     n_s = psi.shape[0]
     y = np.empty((n_s, n_ch))
     meas = np.empty(mm)
+    d = np.empty(n_s)
     tol2 = mm * step * step / 12.0
     for c in range(n_ch):
         for i in range(mm):
@@ -94,8 +139,13 @@ def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
             meas[i] = q * step
         if pos >= BAD:  # truncated: skip the recovery work (the caller raises; see _bitio)
             return y, pos
-        s = _omp(a, meas, tol2, max(1, mm // MEAS_PER_ATOM)) / norms
-        d = psi @ s
+        s = _omp(a, meas, tol2, max(1, mm // MEAS_PER_ATOM))
+        d[:] = 0.0
+        for j in range(s.size):  # psi @ (s / norms) over the few selected atoms only
+            if s[j] != 0.0:
+                v = s[j] / norms[j]
+                for i in range(n_s):
+                    d[i] += v * psi[i, j]
         for i in range(n_s):
             y[i, c] = m_rec[c] + d[i]
     return y, pos
