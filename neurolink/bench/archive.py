@@ -108,7 +108,7 @@ async def _sender(a: argparse.Namespace) -> dict[str, Any]:
     block = source_block(a.channels, a.fs, recording=a.recording)
     total = int(a.fs * a.seconds)
     src = LoopSource(block, a.fs, total, max(1, int(a.fs / 1000)))
-    rel = ReliableSender(a.spool, spool_mb=a.spool_mb, linger_s=a.linger_s)
+    rel = ReliableSender(a.spool, spool_mb=a.spool_mb, linger_s=a.linger_s, background=True)
     tx = ZmqSender(a.data, a.feedback)
     s = Sender([StreamSpec(src, 1, controller={"id": "fixed", "level": a.level})], tx, reliable=rel, wait_receiver_s=30.0)
     await s.run()

@@ -62,7 +62,7 @@ def build_reliable_sender(cfg: dict[str, Any]) -> Any:
 
     return ReliableSender(cfg["spool_dir"] or None, spool_mb=cfg["spool_mb"], retransmit_per_s=cfg["retransmit_per_s"],
                           block_frames=int(cfg["block_frames"]),
-                          linger_s=cfg["linger_s"])
+                          linger_s=cfg["linger_s"], background=True)
 
 
 def build_reliable_receiver(cfg: dict[str, Any]) -> Any:

@@ -6,6 +6,8 @@ runs :meth:`run` (the paced retransmitter) beside its other tasks and :meth:`dra
 
 Why a separate copy: the archive must be lossless whatever level the live path runs at, and every archive
 frame must decode on its own (retransmits arrive out of order), so it uses nl-lossless *archive* mode.
+In the daemon (``background=True``) full blocks are coded in a worker thread by one task per stream, in
+order, so the live frames never wait behind tens of milliseconds of archive coding.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from neurolink.wire.crc import crc32
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[bytes], Awaitable[None]]
+#: background mode: full blocks queued for coding beyond this many hold the live path (the CPU cannot keep up;
+#: without a bound the queue of raw frames would grow without limit: ~6 MB a block at 1024 channels)
+MAX_WAITING_BLOCKS = 8
 
 
 @dataclass
@@ -75,12 +80,16 @@ class _Tx:
     next_seq: int = 0  # archive sequence numbers count blocks
     tokens: float = 0.0
     stats: ReliableStats = field(default_factory=ReliableStats)
+    waiting: collections.deque = field(default_factory=collections.deque)  # full blocks (frame lists) to code, in order
+    coder: asyncio.Task | None = None  # background mode: codes ``waiting`` in a worker thread, then spools and sends
+    error: BaseException | None = None  # what stopped the coder task: raised to the next caller
 
 
 class ReliableSender:
     def __init__(self, spool_dir: str | Path | None = None, *, spool_mb: float = 1024.0, segment_mb: float = 8.0,
                  retransmit_per_s: float = 25.0, rto_s: float = 1.0, tail_s: float = 3.0, window_frames: int = 64,
-                 block_frames: int = 100, block_s: float = 0.5, linger_s: float = 10.0, probe_s: float = 1.0) -> None:
+                 block_frames: int = 100, block_s: float = 0.5, linger_s: float = 10.0, probe_s: float = 1.0,
+                 background: bool = False) -> None:
         if retransmit_per_s <= 0:
             raise ConfigError("reliable.retransmit_per_s", f"must be > 0, got {retransmit_per_s}")
         if not probe_s > 0:
@@ -98,6 +107,10 @@ class ReliableSender:
         self.window = window_frames
         self.linger_s = linger_s
         self.probe_s = probe_s
+        #: code full blocks in a worker thread (the numba kernels release the GIL) instead of in the caller: a
+        #: 100-frame block of 1024 channels is ~3 M samples, tens of ms of coding that would stall the live
+        #: frames behind it. The daemon sets it; off, :meth:`on_frame` returns with the block sent (tests).
+        self.background = background
         self.streams: dict[int, _Tx] = {}
 
     # -- hooks called by the Sender ------------------------------------------------------------------
@@ -126,13 +139,14 @@ class ReliableSender:
         tx.block.append(f)
         tx.stats.frames_spooled += 1
         if len(tx.block) >= self.block_frames:
-            await self._emit_block(tx)
+            await self._block_full(tx)
 
     async def on_end(self, stream_id: int, seq: int, n_channels: int, dtype: str) -> None:
         """End of stream: the partial block, then an archive EOS so the receiver makes everything durable."""
         tx = self.streams[stream_id]
         if tx.block:
-            await self._emit_block(tx)
+            await self._block_full(tx)
+        await self.flush_blocks(tx)
         tx.eos_seq = tx.next_seq
         log.debug("stream %d: end of stream is archive frame %d (%d acknowledged)", stream_id, tx.eos_seq, tx.acked)
         eos = wire.pack_frame(stream_id, tx.next_seq, 0.0, 0, n_channels, dtype, 0, b"", wire.FLAG_END_OF_STREAM)
@@ -140,10 +154,49 @@ class ReliableSender:
         tx.spool.append(tx.eos_seq, eos)
         await tx.send(wack.pack_archive_frame(eos, tx.spool.oldest_seq or 0, tx.spool.end_seq or 0))
 
+    async def _block_full(self, tx: _Tx) -> None:
+        """The current block is complete: code it now, or (``background``) queue it for the coder task."""
+        if not self.background or tx.dtype == "string":  # markers: tiny blocks, and the sink's timers need the loop
+            await self._emit_block(tx)
+            return
+        if tx.error is not None:
+            raise tx.error
+        frames, tx.block = tx.block, []
+        tx.block_values = tx.block_text = 0
+        tx.waiting.append(frames)
+        if tx.coder is None or tx.coder.done():
+            tx.coder = asyncio.get_running_loop().create_task(self._code_waiting(tx), name=f"archive-blocks-{tx.stream_id}")
+        if len(tx.waiting) > MAX_WAITING_BLOCKS:  # the CPU cannot keep up: hold the caller, as coding inline would
+            await self.flush_blocks(tx)
+
+    async def _code_waiting(self, tx: _Tx) -> None:
+        """Code the queued blocks in order, each in a worker thread, then spool and send it (on the loop)."""
+        try:
+            while tx.waiting:
+                frames = tx.waiting[0]
+                data, payload = await asyncio.to_thread(pack_block, frames, tx.codec)
+                tx.waiting.popleft()
+                await self._send_block(tx, frames, data, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - kept and raised to the next caller (as inline coding would)
+            tx.error = exc
+            log.error("stream %d: archive block not coded: %s: %s", tx.stream_id, type(exc).__name__, exc)
+
+    async def flush_blocks(self, tx: _Tx) -> None:
+        """Wait until every queued block is coded, spooled and sent (background mode); raises what stopped it."""
+        while tx.coder is not None and not tx.coder.done():
+            await asyncio.shield(tx.coder)
+        if tx.error is not None:
+            raise tx.error
+
     async def _emit_block(self, tx: _Tx) -> None:
         frames, tx.block = tx.block, []
         tx.block_values = tx.block_text = 0
         data, payload = pack_block(frames, tx.codec)
+        await self._send_block(tx, frames, data, payload)
+
+    async def _send_block(self, tx: _Tx, frames: list[RawFrame], data: np.ndarray, payload: bytes) -> None:
         n, c = data.shape
         seq = tx.next_seq
         tx.next_seq += 1
@@ -197,7 +250,7 @@ class ReliableSender:
         now = time.monotonic()
         for tx in self.streams.values():
             if tx.block and now - tx.block_started > self.block_s:  # slow streams: do not hold a block forever
-                await self._emit_block(tx)
+                await self._block_full(tx)
             tx.tokens = min(tx.tokens + self.retransmit_per_s * dt, max(1.0, self.retransmit_per_s))  # token bucket
             end = tx.spool.end_seq
             # tail timer: a receiver that acks but makes no progress and NACKs nothing lost the last blocks
@@ -246,6 +299,9 @@ class ReliableSender:
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait (bounded) until every stream's end of stream is acknowledged; True if all were."""
         deadline = time.monotonic() + (self.linger_s if timeout is None else timeout)
+        for tx in self.streams.values():
+            if tx.coder is not None and not tx.coder.done():
+                await asyncio.wait([tx.coder], timeout=max(0.0, deadline - time.monotonic()))
         while time.monotonic() < deadline:
             if all(tx.eos_seq is None or tx.acked > tx.eos_seq for tx in self.streams.values()):
                 return True
@@ -258,6 +314,10 @@ class ReliableSender:
 
     def close(self, keep: bool = False) -> None:
         for tx in self.streams.values():
+            if tx.coder is not None and not tx.coder.done():  # blocks not coded yet: the live frames are gone
+                tx.coder.cancel()  # with the sender, so they are lost to the archive (logged)
+                log.error("stream %d: %d archive blocks not coded at close (lost to the archive)", tx.stream_id,
+                          len(tx.waiting))
             if not keep:
                 tx.spool.close()
 
