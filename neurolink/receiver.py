@@ -215,7 +215,7 @@ class Receiver:
             for s in st.sinks:
                 s.close()
         if self.reliable is not None:
-            self.reliable.close()
+            await self.reliable.aclose()  # lets a block being written in a worker thread finish first
 
     # -- receive -----------------------------------------------------------------------------------
     async def _recv_loop(self) -> None:

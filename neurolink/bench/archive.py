@@ -124,7 +124,7 @@ async def _receiver(a: argparse.Namespace) -> dict[str, Any]:
     from neurolink.sinks.archive import ArchiveSink
     from neurolink.transports.zmq import ZmqReceiver
 
-    rel = ReliableReceiver(lambda h: ArchiveSink(a.archive, chunk_s=1.0))
+    rel = ReliableReceiver(lambda h: ArchiveSink(a.archive, chunk_s=1.0), background=True)
     rx = Receiver(ZmqReceiver(a.data, a.feedback), lambda h: [], reliable=rel)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, rx.stop)

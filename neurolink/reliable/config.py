@@ -76,4 +76,4 @@ def build_reliable_receiver(cfg: dict[str, Any]) -> Any:
                 (("name", h.name), ("stream_id", h.stream_id), ("source_id", h.source_id))}
         return ArchiveSink(cfg["path"].format(**safe), chunk_s=cfg["chunk_s"])
 
-    return ReliableReceiver(factory, window_frames=cfg["window_frames"])
+    return ReliableReceiver(factory, window_frames=cfg["window_frames"], background=True)

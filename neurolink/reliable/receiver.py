@@ -57,12 +57,28 @@ class _Rx:
     bad_blocks: int = 0  # blocks that passed the CRCs but did not decode (dropped, NACKed again)
     blocks_write_failed: int = 0  # blocks the archive could not write (disk full: dropped, NACKed again)
     nacked: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (last NACK time, times NACKed)
+    offset: float | None = None  # the live stream's clock offset when the latest archive frame arrived
+    gap_to: int | None = None  # background: the sender's spool overflowed up to here (applied between blocks)
+    task: asyncio.Task | None = None  # background: decodes and writes the held blocks in a worker thread
+    codec: Any = None  # background: this stream's own block decoder (threads never share one)
+
+
+def _busy(st: _Rx) -> bool:
+    """A block of this stream is in a worker thread (background mode): its archive and sequence are not the
+    loop's to touch until the task is done."""
+    return st.task is not None and not st.task.done()
 
 
 class ReliableReceiver:
     def __init__(self, factory: ArchiveFactory, *, window_frames: int = 64, ack_interval_s: float = 0.1,
-                 nack_holdoff_s: float = 0.5) -> None:
+                 nack_holdoff_s: float = 0.5, background: bool = False) -> None:
         self.factory = factory
+        #: decode and write blocks in a worker thread, one task per stream (the daemon's mode): a 100-frame block
+        #: of 1024 channels is ~3 M samples to decode, and every archive chunk ~30 M to code, which would hold
+        #: the live frames behind them on the event loop. String (marker) streams stay inline (tiny; the sink's
+        #: flush timer needs the loop). Off: :meth:`on_message` returns with the blocks written (tests).
+        self.background = background
+        self._closing = False
         self.nack_holdoff_s = nack_holdoff_s
         self.window = window_frames
         self.ack_interval_s = ack_interval_s
@@ -93,6 +109,8 @@ class ReliableReceiver:
         hdr = live.header
         st = self.streams.get(h.stream_id)
         if st is None or st.header.session != hdr.session:
+            if st is not None and _busy(st):
+                return  # not acked: it comes back once the old session's block in the worker is done
             if time.monotonic() - self._open_failed.get(h.stream_id, -1e9) < OPEN_RETRY_S:
                 return  # not acked: it comes back
             if st is not None:
@@ -115,10 +133,9 @@ class ReliableReceiver:
             st.retransmits_in += 1
         st.highest = max(st.highest, h.seq, af.end_seq - 1)
         if af.oldest_seq > st.next:  # the sender's spool overflowed: those frames are gone
-            st.archive.add_gap(st.next, af.oldest_seq, "sender spool overflow")
-            st.lost_for_good += af.oldest_seq - st.next
-            st.held = {s: v for s, v in st.held.items() if s >= af.oldest_seq}
-            st.next = af.oldest_seq
+            st.gap_to = max(st.gap_to or 0, af.oldest_seq)
+            if not _busy(st):
+                self._apply_gap(st)
         if h.seq < st.next or h.seq in st.held:
             st.duplicates += 1
         elif h.seq >= st.next + self.window:
@@ -127,7 +144,11 @@ class ReliableReceiver:
             st.held[h.seq] = None
         else:
             st.held[h.seq] = af.frame  # decoded when its turn comes: the window holds coded bytes only
-        self._drain(st, live.applied_offset if live.applied_offset is not None else None)
+        st.offset = live.applied_offset
+        if not self.background or st.header.channel_format == "string":
+            self._drain(st)
+        elif not _busy(st) and not self._closing:
+            st.task = asyncio.get_running_loop().create_task(self._drain_async(st), name=f"archive-{h.stream_id}")
 
     async def run(self, send: Callable[[int, bytes], Awaitable[Any]]) -> None:
         while True:
@@ -136,8 +157,18 @@ class ReliableReceiver:
                 await send(sid, wack.pack_ack(self.ack_for(st)))
 
     def close(self) -> None:
+        """Close every archive (no block may be in a worker thread: see :meth:`aclose`)."""
         for st in self.streams.values():
             self._close(st)
+
+    async def aclose(self) -> None:
+        """Let each stream finish the block its worker thread holds (a write cannot be interrupted halfway),
+        start no other, then close every archive."""
+        self._closing = True
+        tasks = [st.task for st in self.streams.values() if st.task is not None and not st.task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+        self.close()
 
     def summary(self) -> dict[int, dict[str, Any]]:
         return {sid: {"frames_archived": st.frames_archived, "blocks_archived": st.blocks_archived, "next_seq": st.next, "durable_next_seq": st.archive.next_seq,
@@ -207,37 +238,79 @@ class ReliableReceiver:
             c = self._codecs[dtype] = get_codec(archive_codec_for(dtype))
         return c
 
-    def _drain(self, st: _Rx, offset: float | None) -> None:
-        fs = st.header.nominal_srate
-        while st.next in st.held:
-            item = st.held.pop(st.next)
-            if item is None:  # end of stream: make everything durable so the sender can let go
-                try:
-                    st.archive.add_eos(st.next)
-                except Exception:  # noqa: BLE001 - disk full: counted and logged by the sink; NACKed, sent again
-                    st.blocks_write_failed += 1
+    def _apply_gap(self, st: _Rx) -> None:
+        """Frames below ``gap_to`` will never come (the sender's spool overflowed): record them and move on."""
+        if st.gap_to is None or st.next is None:
+            return
+        if st.gap_to > st.next:
+            st.archive.add_gap(st.next, st.gap_to, "sender spool overflow")
+            st.lost_for_good += st.gap_to - st.next
+            st.held = {s: v for s, v in st.held.items() if s >= st.gap_to}
+            st.next = st.gap_to
+        st.gap_to = None
+
+    def _drain(self, st: _Rx) -> None:
+        """Write the held blocks that are next in sequence, inline."""
+        self._apply_gap(st)
+        while st.next in st.held and self._advance(st, self._write(st, st.next, st.held[st.next], self._codec_for)):
+            self._apply_gap(st)
+
+    async def _drain_async(self, st: _Rx) -> None:
+        """:meth:`_drain` with each block's decode and write in a worker thread; the loop only moves the
+        sequence on (nothing else touches this stream's archive meanwhile: see :func:`_busy`)."""
+        if st.codec is None:
+            st.codec = get_codec(archive_codec_for(st.header.channel_format))
+        try:
+            self._apply_gap(st)
+            while st.next in st.held and not self._closing:
+                status = await asyncio.to_thread(self._write, st, st.next, st.held[st.next], lambda _d: st.codec)
+                if not self._advance(st, status):
                     break
-                st.ended = True
-                st.next += 1
-                break
+                self._apply_gap(st)
+        except Exception:  # noqa: BLE001 - a bug here must not end the receiver: the next block restarts the task
+            log.exception("stream %d: archive drain failed", st.header.stream_id)
+
+    def _write(self, st: _Rx, seq: int, item: wire.Frame | None, codec_for: Callable[[str], Any]) -> str:
+        """Decode and write block ``seq`` (``None``: the end of stream): "ok", "eos", "bad" (corrupt or refused:
+        dropped, NACKed again) or "failed" (the archive could not write it: rolled back, NACKed again)."""
+        if item is None:  # end of stream: make everything durable so the sender can let go
             try:
-                data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels,
-                                        self._codec_for(item.header.dtype), fs, item.header.dtype)
-            except (CodecError, WireFormatError, NeurolinkError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
-                st.bad_blocks += 1
-                log.warning("stream %d: archive block %d rejected: %s", st.header.stream_id, st.next, exc)
-                break
-            if offset is not None:
-                st.archive.set_clock_offset(offset)
-            try:
-                st.archive.write_frame(st.next, data, ts)
-            except NeurolinkError as exc:  # refused (not a write failure): like an undecodable block
-                st.bad_blocks += 1
-                log.warning("stream %d: archive block %d refused: %s", st.header.stream_id, st.next, exc)
-                break
-            except Exception:  # noqa: BLE001 - disk full / I/O error: the sink rolled the block back, counted and
-                st.blocks_write_failed += 1  # logged it; not acked, NACKed again: the sender's resend retries it
-                break
-            st.blocks_archived += 1
-            st.frames_archived += int(np.frombuffer(item.payload, "<u4", 1)[0])
-            st.next += 1
+                st.archive.add_eos(seq)
+            except Exception:  # noqa: BLE001 - disk full: counted and logged by the sink; NACKed, sent again
+                return "failed"
+            return "eos"
+        try:
+            data, ts = unpack_block(item.payload, item.header.n_samples, item.header.n_channels,
+                                    codec_for(item.header.dtype), st.header.nominal_srate, item.header.dtype)
+        except (CodecError, WireFormatError, NeurolinkError) as exc:  # corrupt despite the CRCs: drop it, NACK it again
+            log.warning("stream %d: archive block %d rejected: %s", st.header.stream_id, seq, exc)
+            return "bad"
+        if st.offset is not None:
+            st.archive.set_clock_offset(st.offset)
+        try:
+            st.archive.write_frame(seq, data, ts)
+        except NeurolinkError as exc:  # refused (not a write failure): like an undecodable block
+            log.warning("stream %d: archive block %d refused: %s", st.header.stream_id, seq, exc)
+            return "bad"
+        except Exception:  # noqa: BLE001 - disk full / I/O error: the sink rolled the block back, counted and
+            return "failed"  # logged it; not acked, NACKed again: the sender's resend retries it
+        return "ok"
+
+    def _advance(self, st: _Rx, status: str) -> bool:
+        """Account for :meth:`_write`'s outcome of block ``st.next`` (on the loop); True: go on with the next."""
+        seq = st.next
+        assert seq is not None  # set by on_message before any block is held
+        item = st.held.pop(seq, None)
+        if status == "bad":
+            st.bad_blocks += 1
+            return False
+        if status == "failed":
+            st.blocks_write_failed += 1
+            return False
+        st.next = seq + 1
+        if status == "eos":
+            st.ended = True
+            return False
+        st.blocks_archived += 1
+        st.frames_archived += int(np.frombuffer(item.payload, "<u4", 1)[0]) if item is not None else 0
+        return True

@@ -1,5 +1,6 @@
-"""Reliable sender in background mode (the daemon's): blocks coded in a worker thread, in order, never holding
-the live frames; the same bytes on the wire as inline coding, errors surfaced, back-pressure bounded."""
+"""Reliable path in background mode (the daemon's): the sender codes blocks and the receiver decodes and writes
+them in worker threads, in order, never holding the live frames; the same bytes on the wire and in the archive
+as inline, errors surfaced, write failures NACKed and resent, back-pressure bounded, close waits for the worker."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import threading
 import numpy as np
 import pytest
 
+import neurolink.reliable.receiver as rreceiver
 import neurolink.reliable.sender as rsender
 from neurolink.archive import read_archive, verify_archive
 from neurolink.errors import CodecError
 from neurolink.framer import RawFrame
 from neurolink.reliable.sender import MAX_WAITING_BLOCKS, ReliableSender
+from neurolink.sinks.archive import ArchiveSink
 from neurolink.testing_pipeline import ReliableLink
 from neurolink.wire.format import StreamHeader
 
@@ -161,3 +164,105 @@ def test_background_link_archives_bit_exact_through_loss(tmp_path):
     assert np.array_equal(y, x)
     assert np.allclose(ts, 5.0 + np.arange(x.shape[0]) / FS)
     assert verify_archive(link.path)["ok"] and link.rel.streams[SID].retransmits_in > 0
+
+
+# --------------------------------------------------------------------------- receiver in background mode
+
+
+def _bg_link(tmp_path, **kw) -> ReliableLink:
+    header = StreamHeader(SID, "bgr", "EEG", "bgr-1", FS, CH, "int16", session="s2")
+    return ReliableLink(tmp_path, header, sink_kw={"chunk_samples": 400}, receiver_kw={"background": True},
+                        block_frames=10, background=True, **kw)
+
+
+async def _send(link: ReliableLink, x: np.ndarray, first: int, last: int) -> None:
+    for seq in range(first, last):
+        await link.tx.on_frame(SID, _frame(x, seq))
+    await link.tx.flush_blocks(link.tx.streams[SID])
+
+
+def test_background_receiver_archives_bit_exact_through_loss_and_reordering(tmp_path):
+    x = _data(300)
+    link = _bg_link(tmp_path)
+    rng = np.random.default_rng(8)
+
+    async def go() -> None:
+        for a in range(0, 300, 50):
+            await _send(link, x, a, a + 50)
+            link.deliver(drop=lambda i: rng.random() < 0.3, reverse=a % 100 == 0)
+            await _spin()
+        await link.tx.on_end(SID, 300, CH, "int16")
+        await link.rounds(300, sleep=0.002)
+        await link.rel.aclose()
+
+    asyncio.run(go())
+    y, ts = read_archive(link.path)
+    assert np.array_equal(y, x) and np.allclose(ts, 5.0 + np.arange(x.shape[0]) / FS)
+    st = link.rel.streams[SID]
+    assert verify_archive(link.path)["ok"] and st.ended and st.retransmits_in > 0 and st.frames_archived == 300
+
+
+def test_background_receiver_does_not_hold_the_loop_and_close_waits_for_the_block(tmp_path, monkeypatch):
+    gate = threading.Event()
+    calls = []
+    real = rreceiver.unpack_block
+
+    entered = threading.Event()
+
+    def gated(*a, **k):
+        calls.append(1)
+        entered.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(rreceiver, "unpack_block", gated)
+    x = _data(60)
+    link = _bg_link(tmp_path)
+
+    async def go() -> None:
+        await _send(link, x, 0, 60)
+        link.deliver()  # six blocks: on_message returns for each while the first is stuck in the worker
+        await asyncio.to_thread(entered.wait, 30)
+        await _spin()
+        st = link.rel.streams[SID]
+        assert len(calls) == 1 and len(st.held) == 6 and st.blocks_archived == 0
+        a = link.rel.ack_for(st)  # acks go on meanwhile: nothing durable yet, nothing NACKed (all held)
+        assert a.next_seq == 0 and not a.nacks
+        closing = asyncio.ensure_future(link.rel.aclose())
+        await _spin()
+        assert not closing.done()  # the block in the worker finishes before the archive closes
+        gate.set()
+        await closing
+        assert st.blocks_archived == 1 and len(calls) == 1  # no new block started once closing
+
+    asyncio.run(go())
+    y, _ = read_archive(link.path)
+    assert np.array_equal(y, x[:10 * FN]) and verify_archive(link.path)["ok"]
+
+
+def test_background_receiver_write_failures_are_nacked_and_resent(tmp_path, monkeypatch):
+    real = ArchiveSink.write_frame
+    failed: set[int] = set()
+
+    def flaky(self, seq, data, ts):
+        if seq % 4 == 1 and seq not in failed:  # each fourth block fails once (disk full), before touching the store
+            failed.add(seq)
+            raise OSError(28, "No space left on device")
+        return real(self, seq, data, ts)
+
+    monkeypatch.setattr(ArchiveSink, "write_frame", flaky)
+    x = _data(200)
+    link = _bg_link(tmp_path)
+
+    async def go() -> None:
+        await _send(link, x, 0, 200)
+        link.deliver()
+        await link.tx.on_end(SID, 200, CH, "int16")
+        await link.rounds(400, sleep=0.002)
+        await link.rel.aclose()
+
+    asyncio.run(go())
+    st = link.rel.streams[SID]
+    assert failed and st.blocks_write_failed == len(failed) and st.ended
+    y, _ = read_archive(link.path)
+    assert np.array_equal(y, x) and verify_archive(link.path)["ok"]
