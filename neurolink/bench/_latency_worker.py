@@ -39,7 +39,13 @@ async def _sender(args: argparse.Namespace) -> dict:
     source = LSLSource(source_id=args.source_id, resolve_timeout=args.timeout)
     spec = StreamSpec(source, 1, ladder,
                       controller={"id": "fixed", "level": 0}, queue_frames=args.queue_frames)
-    sender = Sender([spec], make_sender_transport(json.loads(args.transport)), sealer=_cipher(args, "sender"))
+    reliable = None
+    if args.archive:  # the reliable archive path beside the live one, as the daemon builds it
+        from neurolink.reliable.sender import ReliableSender
+
+        reliable = ReliableSender(f"{args.archive}/spool", background=not args.archive_inline)
+    sender = Sender([spec], make_sender_transport(json.loads(args.transport)), sealer=_cipher(args, "sender"),
+                    reliable=reliable)
     _on_signals(sender.stop)
     deadline = time.monotonic() + args.timeout
 
@@ -76,13 +82,24 @@ async def _receiver(args: argparse.Namespace) -> dict:
     from neurolink.receiver import Receiver
     from neurolink.sinks.lsl_outlet import LSLOutletSink
 
+    reliable = None
+    if args.archive:
+        from neurolink.reliable.receiver import ReliableReceiver
+        from neurolink.sinks.archive import ArchiveSink
+
+        reliable = ReliableReceiver(lambda h: ArchiveSink(f"{args.archive}/archive.zarr", chunk_s=1.0),
+                                    background=not args.archive_inline)
     receiver = Receiver(make_receiver_transport(json.loads(args.transport)), lambda h: [LSLOutletSink()],
-                        opener=_cipher(args, "receiver"))
+                        opener=_cipher(args, "receiver"), reliable=reliable)
     _on_signals(receiver.stop)
 
     async def watch() -> None:
         try:
             await asyncio.wait_for(receiver.ended_event.wait(), args.timeout)
+            if reliable is not None:  # and the archive copy (so the sender's drain gets its acks)
+                end = time.monotonic() + 30
+                while not (reliable.streams and all(st.ended for st in reliable.streams.values())) and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)  # let liblsl hand the last chunk to the consumer
         except TimeoutError:
             logging.getLogger(__name__).warning("receiver: no end-of-stream within %.0f s", args.timeout)
@@ -130,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--out", required=True)
     p.add_argument("--keys", default="", help="frame keyring (TOML): run with end-to-end encryption")
+    p.add_argument("--archive", default="", help="folder: archive losslessly on the reliable path beside the live one")
+    p.add_argument("--archive-inline", action="store_true",
+                   help="code archive blocks on the event loop (the pre-background behaviour, for comparison)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.role}] %(levelname)s %(name)s: %(message)s")
     _prewarm()

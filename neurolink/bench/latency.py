@@ -126,10 +126,12 @@ def _transport_config(kind: str, broker: Any, sid: str) -> dict[str, Any]:
     return {"kind": "mqtt", "host": broker.host, "port": broker.port, "prefix": f"nlbench/{sid}", "qos": 0}
 
 
-def _worker(role: str, cfg: dict[str, Any], out: Path, **kw: Any) -> subprocess.Popen[bytes]:
+def _worker(role: str, cfg: dict[str, Any], out: Path, *, inline: bool = False, **kw: Any) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "neurolink.bench._latency_worker", role, "--transport", json.dumps(cfg), "--out", str(out)]
     for k, v in kw.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
+    if inline:
+        cmd.append("--archive-inline")
     return subprocess.Popen(cmd)
 
 
@@ -149,7 +151,7 @@ def _rss_mb(p: psutil.Process) -> float:
 
 
 def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any, tmp: Path,
-            encrypted: bool = False) -> dict[str, Any]:
+            encrypted: bool = False, archive: str = "off") -> dict[str, Any]:
     block, _ = base_block(channels)
     sid = f"nlbench-{uuid.uuid4().hex[:10]}"
     n_total = int(round((warmup + seconds) * FS / FRAME)) * FRAME
@@ -163,8 +165,11 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
         from neurolink.security.keys import Keyring, generate_key, write_keyring
 
         extra["keys"] = write_keyring(tmp / f"{sid}-keys.toml", Keyring({1: generate_key()}, 1))
-    rx_p = _worker("receiver", cfg, rx_out, timeout=timeout, **extra)
-    tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout, **extra)
+    if archive != "off":  # both daemons archive on the reliable path (worker threads; "inline": on the loop)
+        extra["archive"] = tmp / f"{sid}-archive"
+    inline = archive == "inline"
+    rx_p = _worker("receiver", cfg, rx_out, timeout=timeout, inline=inline, **extra)
+    tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout, inline=inline, **extra)
     direct = rep = None
     try:
         direct = Probe(_open_inlet(f"source_id='{sid}'", 30)).start()
@@ -211,6 +216,7 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
     res = _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
     res["encrypted"] = encrypted
+    res["archive"] = archive
     if encrypted:
         from neurolink.security.aead import FrameCipher
 
@@ -273,6 +279,11 @@ def _failed(kind: str, channels: int, error: str) -> dict[str, Any]:
 
 # -- reporting ----------------------------------------------------------------------------------------
 
+def _name(r: dict[str, Any]) -> str:
+    arch = {"off": "", "background": "+arch", "inline": "+arch-inline"}[r.get("archive", "off")]
+    return r["transport"] + ("+aead" if r.get("encrypted") else "") + arch
+
+
 def print_table(runs: list[dict[str, Any]]) -> None:
     hdr = (f"{'transport':<9} {'ch':>5} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'frames':>7} {'lost':>5} "
            f"{'tx cpu':>7} {'rx cpu':>7} {'kS/s':>7} {'Mbit/s raw':>10} {'exact':>6}")
@@ -280,7 +291,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     print("-" * len(hdr))
     for r in runs:
         a = r["added_latency_ms"]
-        name = r["transport"] + ("+aead" if r.get("encrypted") else "")
+        name = _name(r)
         print(f"{name:<9} {r['channels']:>5} {a['p50']:>8.3f} {a['p99']:>8.3f} {a['p999']:>9.3f} "
               f"{r['frames_sent']:>7} {r['frames_lost']:>5} {r['sender_cpu']:>6.0%} {r['receiver_cpu']:>6.0%} "
               f"{r['throughput_samples_per_s'] / 1000:>7.1f} {r['throughput_raw_mbps']:>10.1f} "
@@ -290,7 +301,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     for r in runs:  # sustained runs: does the tail stay put over time?
         w = r.get("added_latency_p99_per_10s_ms") or []
         if len(w) > 1:
-            name = r["transport"] + ("+aead" if r.get("encrypted") else "")
+            name = _name(r)
             print(f"{name} {r['channels']} ch p99 per 10 s (ms): " + " ".join(f"{v:.2f}" for v in w)
                   + f"; rss tx {r.get('sender_rss_mb', float('nan')):.0f} MB rx {r.get('receiver_rss_mb', float('nan')):.0f} MB")
 
@@ -414,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="run every configuration N times, interleaved round-robin so slow drifts of the machine hit "
                          "all alike; the summary gives medians over the repeats and the encrypted/plain p99 ratio of "
                          "runs made back to back (single runs' tails vary by more than the effect of encryption)")
+    ap.add_argument("--archive", choices=["off", "background", "inline"], default="off",
+                    help="every run also archives losslessly on the reliable path (spool + Zarr archive in a temporary "
+                         "folder), as the daemons do ('background': worker threads); 'inline' codes the archive blocks "
+                         "on the event loops instead, for comparison")
     ap.add_argument("--realtime", type=int, default=0, metavar="PRIO",
                     help="run the bench and both daemons at SCHED_FIFO priority PRIO (Linux, root or CAP_SYS_NICE): "
                          "on a machine shared with other work, so their load does not dominate the tails; 0 = off")
@@ -454,12 +469,14 @@ def main(argv: list[str] | None = None) -> int:
             schedule = [(rep, *c) for rep in range(args.repeat) for c in (combos if rep % 2 == 0 else combos[::-1])]
             for rep, kind, ch, enc in tqdm(schedule, desc="bench latency", unit="run"):
                 try:
-                    runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp), encrypted=enc))
+                    runs.append(run_one(kind, ch, args.seconds, args.warmup, broker, Path(tmp), encrypted=enc,
+                                        archive=args.archive))
                 except Exception as exc:  # one failed run must not lose the others
                     print(f"run {kind} {ch} ch failed: {exc}")
                     runs.append(_failed(kind, ch, str(exc)))
                     runs[-1]["encrypted"] = enc
                 runs[-1]["repeat"] = rep
+                runs[-1]["archive"] = args.archive
     finally:
         if broker is not None:
             broker.close()

@@ -35,6 +35,16 @@ def test_bench_latency_quick(tmp_path, capsys):
         assert r["added_latency_p99_typical_1s_ms"] > 0
 
 
+def test_bench_latency_quick_with_the_archive_path_on(tmp_path):
+    from neurolink.bench.latency import main
+
+    out = tmp_path / "a.json"
+    assert main(["--quick", "--transports", "zmq", "--no-encrypted", "--archive", "background", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["runs"]
+    assert r["archive"] == "background" and r["frames_lost"] == 0  # the live path beside the archive copy
+    assert r["samples_republished"] == r["samples_pushed"] and r["values_match_ch0"]
+
+
 def _run(transport: str, ch: int, enc: bool, rep: int, p99: float) -> dict:
     return {"transport": transport, "channels": ch, "encrypted": enc, "repeat": rep, "samples_measured": 10,
             "frames_lost": 0, "added_latency_ms": {"p50": p99 / 2, "p99": p99, "p999": p99 * 2},
