@@ -94,8 +94,7 @@ def _transcode(args: argparse.Namespace) -> int:
         raise NeurolinkError(f"transcode target {args.dst} already holds data")
     for _i, x, t in a.iter_chunks():
         sink._append(x, t, None)
-    for key in ("gaps", "clock_offsets", "codec_history", "sessions", "timestamps_clock", "next_seq"):
-        sink.meta[key] = a.meta[key]
+    sink.adopt_history(a.meta)
     sink.close()
     print(f"transcoded {a.n_samples} samples to {args.dst}")
     return 0

@@ -4,27 +4,44 @@ Only plain zarr and neurolink's registered ``numcodecs.neurolink.lossless`` code
 process with neurolink installed can read an archive written by another one. String (marker) archives need
 only zarr (its ``string`` data type): :meth:`Archive.read` returns their values as an object array of ``str``,
 like the live path's string frames.
+
+An archive is read up to its durable point (``n_samples`` in its metadata), whatever the store holds beyond it
+(a writer killed mid-chunk, or still writing); format_version 2 logs are read up to the counts the metadata
+names. :attr:`Archive.meta` has the format_version 1 shape for both versions (see
+:func:`neurolink.sinks.archive.expand_meta`).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from neurolink.errors import NeurolinkError
-from neurolink.sinks.archive import ATTR, FORMAT_VERSION, crc32
+from neurolink.sinks.archive import (
+    ATTR,
+    CHECKSUM_SCHEMES,
+    FORMAT_VERSION,
+    LOGS,
+    NUMERIC_CHECKSUM,
+    expand_meta,
+)
 
 
 @dataclass
 class Archive:
     path: str
-    meta: dict[str, Any]
-    samples: Any  # zarr.Array (n_samples, n_channels)
-    timestamps: Any  # zarr.Array (n_samples,)
+    meta: dict[str, Any]  # expanded: logs as lists (format_version 1 shape), whatever the format_version
+    samples: Any  # zarr.Array (>= n_samples, n_channels)
+    timestamps: Any  # zarr.Array (>= n_samples,)
+    problems: list[str] = field(default_factory=list)  # found while loading the metadata (verify reports them)
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta.get("format_version", 1))
 
     @property
     def header(self) -> dict[str, Any]:
@@ -36,6 +53,14 @@ class Archive:
 
     @property
     def n_samples(self) -> int:
+        """The durable point: samples beyond it in the store (a writer killed or still writing) are not read."""
+        return int(self.meta["n_samples"])
+
+    @property
+    def n_written(self) -> int:
+        """Samples the checksums cover (>= n_samples; format_version 1: the store's length)."""
+        if self.format_version >= 2:
+            return int(self.meta["n_written"])
         return int(self.samples.shape[0])
 
     @property
@@ -51,6 +76,10 @@ class Archive:
         """Samples [start, stop) and their timestamps (clock named by ``meta['timestamps_clock']``); a string
         stream's samples are a (n, channels) object array of ``str`` (exact text: NULs, empty strings kept)."""
         stop = self.n_samples if stop is None else min(stop, self.n_samples)
+        return self._read(start, stop)
+
+    def _read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        start = min(start, stop)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = np.asarray(self.samples[start:stop])
@@ -89,7 +118,8 @@ def open_archive(path: str, storage_options: dict[str, Any] | None = None) -> Ar
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise NeurolinkError(f"{path}: archive format_version {version!r} is not one this neurolink reads "
                                  f"(up to {FORMAT_VERSION}): upgrade neurolink")
-        return Archive(path, dict(meta), g["samples"], g["timestamps"])
+        full, problems = expand_meta(g, meta)
+        return Archive(path, full, g["samples"], g["timestamps"], problems)
 
 
 def read_archive(path: str, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -97,33 +127,72 @@ def read_archive(path: str, start: int = 0, stop: int | None = None) -> tuple[np
     return open_archive(path).read(start, stop)
 
 
+def _scheme(a: Archive, key: str, problems: list[str]) -> Any:
+    """The CRC function named by ``meta[key]`` (``samples_checksum`` / ``timestamps_checksum``), or None (a problem
+    reported): an unknown or missing name is never a silent pass. format_version 1 numeric archives name none:
+    theirs is ``crc32-le`` (the only definition they had)."""
+    name = a.meta.get(key)
+    if name is None and a.format_version < 2 and (key == "timestamps_checksum" or not a.is_text):
+        name = NUMERIC_CHECKSUM
+    fn = CHECKSUM_SCHEMES.get(name) if isinstance(name, str) else None
+    if fn is None:
+        problems.append(f"{key} {name!r} is not a checksum scheme this neurolink knows ({', '.join(CHECKSUM_SCHEMES)}): "
+                        f"chunks not verified" if name is not None else f"no {key} recorded: chunks not verified")
+    return fn
+
+
 def verify_archive(path: str) -> dict[str, Any]:
     """Recompute every chunk's CRC32 and check the metadata is consistent; returns a report dict."""
     a = open_archive(path)
-    cs = int(a.meta["chunk_samples"])
-    sums = a.meta["checksums"]
-    problems: list[str] = []
+    m = a.meta
+    cs = int(m["chunk_samples"])
+    sums = m["checksums"]
+    problems: list[str] = list(a.problems)
     n = a.n_samples
-    if a.timestamps.shape[0] != n:
-        problems.append(f"timestamps has {a.timestamps.shape[0]} entries for {n} samples")
-    if int(a.meta["n_samples"]) != n:
-        problems.append(f"metadata says {a.meta['n_samples']} samples, store holds {n} (archive not closed cleanly?)")
-    n_chunks = -(-n // cs)
+    extent = a.n_written  # what the checksums cover
+    stored = int(a.samples.shape[0])
+    if a.format_version < 2:
+        if a.timestamps.shape[0] != stored:
+            problems.append(f"timestamps has {a.timestamps.shape[0]} entries for {stored} samples")
+        if n != stored:
+            problems.append(f"metadata says {n} samples, store holds {stored} (archive not closed cleanly?)")
+    else:
+        for key, arr in (("samples", a.samples), ("timestamps", a.timestamps)):
+            if arr.shape[0] < extent:
+                problems.append(f"{key} holds {arr.shape[0]} samples, the metadata says {extent} were written")
+        if n > extent:
+            problems.append(f"durable point {n} is beyond the {extent} samples written")
+        logs = m.get("logs") or {}
+        if int(logs.get("checksums", -1)) != extent // cs or bool(m.get("tail_checksums")) != bool(extent % cs):
+            problems.append(f"metadata counts {logs.get('checksums')} complete chunks and "
+                            f"{'a' if m.get('tail_checksums') else 'no'} partial one for {extent} samples written")
+        missing = [k for k in LOGS if k not in logs]
+        if missing:
+            problems.append(f"metadata has no count for the logs {missing}")
+    crc_x = _scheme(a, "samples_checksum", problems)
+    crc_t = _scheme(a, "timestamps_checksum", problems)
+    n_chunks = -(-extent // cs)
     for key in ("samples", "timestamps"):
         if len(sums[key]) != n_chunks:
             problems.append(f"{len(sums[key])} {key} checksums for {n_chunks} chunks")
     bad: list[int] = []
     prev_t = -np.inf
     nonmono = 0
-    for k, i in enumerate(range(0, n, cs)):
+    for k, i in enumerate(range(0, extent, cs)):
         try:
-            x, t = a.read(i, i + cs)
+            x, t = a._read(i, min(i + cs, extent))
         except Exception as exc:  # noqa: BLE001 - a chunk that no longer decodes is damage to report, not a crash
             bad.append(k)
             problems.append(f"chunk {k} does not decode: {type(exc).__name__}: {exc}")
             continue
-        if k < len(sums["samples"]) and (crc32(x) != sums["samples"][k] or crc32(t) != sums["timestamps"][k]):
-            bad.append(k)
+        if crc_x is not None and crc_t is not None and k < len(sums["samples"]) and k < len(sums["timestamps"]):
+            try:
+                if crc_x(x) != sums["samples"][k] or crc_t(t) != sums["timestamps"][k]:
+                    bad.append(k)
+            except NeurolinkError as exc:  # e.g. the text scheme named for numeric samples
+                bad.append(k)
+                problems.append(f"chunk {k}: {exc}")
+        t = t[:max(0, n - i)]  # time order is checked up to the durable point
         d = np.diff(np.concatenate(([prev_t], t)))
         nonmono += int(np.count_nonzero(d < 0))
         prev_t = t[-1] if t.size else prev_t
@@ -135,5 +204,6 @@ def verify_archive(path: str) -> dict[str, Any]:
     concealed = sum(int(g.get("n_samples", 0)) for g in a.gaps if g.get("concealed"))
     return {"path": path, "ok": not problems, "problems": problems, "n_samples": n, "chunks": n_chunks,
             "bad_chunks": bad, "gaps": len(a.gaps), "frames_lost_for_good": sum(g.get("end_seq", 0) - g.get("first_seq", 0) for g in lost),
-            "samples_concealed": concealed, "next_seq": a.meta.get("next_seq"), "timestamps_backwards": nonmono,
-            "channel_format": a.header["channel_format"]}
+            "samples_concealed": concealed, "next_seq": m.get("next_seq"), "timestamps_backwards": nonmono,
+            "channel_format": a.header["channel_format"], "format_version": a.format_version,
+            "samples_beyond_durable_point": max(0, stored - n)}

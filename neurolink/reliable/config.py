@@ -13,6 +13,7 @@ Both tables are optional and off by default; errors name the key like the rest o
     path = "archives/{name}-{stream_id}.zarr"   # folder or fsspec URL; {name} {stream_id} {source_id}
     chunk_s = 1.0
     window_frames = 64          # reorder window, in archive blocks
+    flush_s = 1.0               # string (marker) streams: longest a marker waits before its chunk is written
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from neurolink.validation import check_keys, check_range, check_type
 
 RELIABLE_DEFAULTS: dict[str, Any] = {"enabled": False, "spool_dir": "", "spool_mb": 1024.0, "retransmit_per_s": 25.0, "block_frames": 100,
                                      "linger_s": 10.0}
-ARCHIVE_DEFAULTS: dict[str, Any] = {"enabled": False, "path": "", "chunk_s": 1.0, "window_frames": 64}
+ARCHIVE_DEFAULTS: dict[str, Any] = {"enabled": False, "path": "", "chunk_s": 1.0, "window_frames": 64, "flush_s": 1.0}
 
 
 def validate_reliable(d: dict[str, Any], src: str) -> dict[str, Any]:
@@ -52,6 +53,7 @@ def validate_archive(d: dict[str, Any], src: str) -> dict[str, Any]:
         raise ConfigError("archive.path", "archive.enabled needs a folder or fsspec URL", source=src)
     check_range("archive.chunk_s", out["chunk_s"], 0.01, 3600, source=src)
     check_range("archive.window_frames", out["window_frames"], 16, 1_000_000, source=src)
+    check_range("archive.flush_s", out["flush_s"], 0, 3600, source=src)
     return out
 
 
@@ -74,6 +76,6 @@ def build_reliable_receiver(cfg: dict[str, Any]) -> Any:
     def factory(h: Any) -> ArchiveSink:
         safe = {k: re.sub(r"[^A-Za-z0-9_.-]", "_", str(v)) for k, v in
                 (("name", h.name), ("stream_id", h.stream_id), ("source_id", h.source_id))}
-        return ArchiveSink(cfg["path"].format(**safe), chunk_s=cfg["chunk_s"])
+        return ArchiveSink(cfg["path"].format(**safe), chunk_s=cfg["chunk_s"], flush_s=cfg["flush_s"])
 
     return ReliableReceiver(factory, window_frames=cfg["window_frames"], background=True)

@@ -46,3 +46,20 @@ def test_archive_v1_reads_and_verifies():
     assert np.array_equal(x, make.golden_data())
     assert np.allclose(ts, 100.0 + np.arange(900) / 100.0)
     assert a.header["name"] == "golden" and a.meta["format_version"] == 1 and a.meta["next_seq"] == 9
+
+
+def test_archive_v2_reads_and_verifies():
+    """format_version 2: the logs (checksums, clock offsets, gaps, codec history, sessions) in arrays under log/."""
+    path = str(HERE / "golden_v2.zarr")
+    rep = verify_archive(path)
+    assert rep["ok"], rep["problems"]
+    a = open_archive(path)
+    x, ts = a.read()
+    assert np.array_equal(x, make.golden_data())
+    assert np.allclose(ts, 100.0 + np.arange(900) / 100.0)
+    m = a.meta
+    assert m["format_version"] == 2 and m["next_seq"] == 11 and m["n_samples"] == m["n_written"] == 900
+    assert m["checksums"] == open_archive(str(HERE / "golden_v1.zarr")).meta["checksums"]  # the same chunks
+    assert m["clock_offsets"] == [[0, 0.25], [500, 0.5]] and m["sessions"] == ["g"]
+    assert [(g["first_seq"], g["end_seq"], g["sample_index"]) for g in m["gaps"]] == [(9, 11, 900)]
+    assert m["codec_history"][0]["archive_codec"] == {"id": "neurolink.lossless"}

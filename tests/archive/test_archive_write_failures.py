@@ -41,19 +41,22 @@ FS, FN, CH, SID = 2000.0, 20, 4, 9
 
 
 class DiskFull:
-    """Makes zarr array writes (``target="chunk"``) or the sink's metadata save (``"meta"``) raise ENOSPC while
-    ``on``; ``every=2`` fails only every second write (a frame spanning chunks: the first write succeeds)."""
+    """Makes the data arrays' writes (``target="chunk"``: ``samples`` / ``timestamps``), the logs' writes (``"log"``:
+    the arrays under ``log/``, written by the metadata save before the attribute) or the sink's whole metadata save
+    (``"meta"``) raise ENOSPC while ``on``; ``every=2`` fails only every second write (a frame spanning chunks: the
+    first write succeeds)."""
 
     def __init__(self, monkeypatch, target: str, every: int = 1) -> None:
         self.on = False
         self.every = every
         self.calls = 0
         self.raised = 0
-        if target == "chunk":
+        if target in ("chunk", "log"):
             orig = zarr.Array.__setitem__
 
             def setitem(arr, key, value):
-                self._maybe_fail()
+                if arr.path.startswith("log/") == (target == "log"):
+                    self._maybe_fail()
                 return orig(arr, key, value)
 
             monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
@@ -105,8 +108,9 @@ class Link(ReliableLink):
 
 
 @pytest.mark.parametrize(("target", "chunk_samples", "every"),
-                         [("meta", 300, 1), ("chunk", 300, 1), ("meta", 70, 2), ("chunk", 70, 2)],
-                         ids=["meta-save", "chunk-write", "meta-save-mid-block", "chunk-write-mid-block"])
+                         [("meta", 300, 1), ("chunk", 300, 1), ("meta", 70, 2), ("chunk", 70, 2), ("log", 70, 2)],
+                         ids=["meta-save", "chunk-write", "meta-save-mid-block", "chunk-write-mid-block",
+                              "log-write-mid-block"])
 def test_failed_writes_never_advance_the_acked_durable_point(tmp_path, monkeypatch, caplog, target, chunk_samples,
                                                              every):
     """Blocks of 200 samples; chunks of 300 (a block completes at most one) or 70 (a block completes 2-3, and
