@@ -870,6 +870,8 @@ class NlFloat(Codec):
                 if count and coded[:count].max() >= n_s * n_int:
                     raise CodecError(f"{cid}: escape position beyond the {n_s}x{n_int} integer block")
                 flat = np.cumsum(coded[:count]).astype(np.int64)  # each delta < the block: no overflow
+                if count and flat[-1] >= n_s * n_int:  # the sum of the deltas, before it indexes the block
+                    raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
                 u = _UINT[dt.itemsize]
                 r = block.reshape(-1)[flat] if count else np.zeros(0, dt)
                 vals = _unordered(_ordered(r.view(u)) + _unzigzag(coded[count:], u)).view(dt)
