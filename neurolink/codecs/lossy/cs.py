@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from numba import njit
 
 from neurolink.codecs.lossy._bitio import BAD, check_pos, get_signed, new_rice_state, put_signed
@@ -29,23 +30,32 @@ MAX_N = 256  # longest frame (samples): bounds the receiver's dictionary and OMP
 #: OMP stops when the best atom's squared distance to the span of the selected ones is below this fraction
 #: of its squared norm (an atom selected again, or linearly dependent: the Cholesky update would be singular)
 DEPENDENT = 1e-10
-#: Correlations within this relative distance of the largest are a tie, broken to the lowest atom index: short
-#: frames have equal (or opposite) measurement columns, and a BLAS's rounding must not pick among them
+#: Correlations within this relative distance of the largest are a tie, broken to the lowest atom index: with
+#: quantised measurements and a +-1 Phi exact ties are common (~0.1% of real frames), and the rounding of the
+#: machine's BLAS must not pick among them (receivers would decode differently)
 TIE = 1e-9
 
 
 @lru_cache(maxsize=64)
 def matrices(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(Phi (M, n), dictionary Psi (n, 2n-1), column-normalised A = Phi Psi, column norms) for frame length n."""
+    """(Phi (M, n), DCT table (4n,), column-normalised A = Phi Psi (M, 2n-1), column norms) for frame length n.
+
+    The dictionary Psi (n, 2n-1) is [identity | orthonormal DCT-II atoms 1..n-1] (no DC atom: the frame mean
+    is sent separately). It is never built: DCT atom k at sample i is ``table[(2i+1)k mod 4n]``, and
+    Phi's DCT part is a DCT of Phi's rows (FFT), so a receiver handed a new frame length (hostile input can
+    name one per keyframe, past this cache) pays O(M n log n), not a dense (M, n) x (n, 2n-1) product.
+    """
     rng = np.random.default_rng([seed, n, m])
     phi = (rng.integers(0, 2, (m, n)) * 2 - 1) / np.sqrt(m)
-    k = np.arange(n)
-    dct = np.cos(np.pi * (k[:, None] + 0.5) * k[None, :] / n)
-    dct /= np.linalg.norm(dct, axis=0)
-    psi = np.hstack([np.eye(n), dct[:, 1:]])  # no DC atom: the frame mean is sent separately
-    a = phi @ psi
-    norms = np.maximum(np.linalg.norm(a, axis=0), 1e-12)
-    return phi, psi, a / norms, norms
+    a = np.empty((m, 2 * n - 1))
+    a[:, :n] = phi
+    a[:, n:] = scipy.fft.dct(phi, type=2, norm="ortho", axis=1)[:, 1:]  # == phi @ dct_atoms[:, 1:]
+    norms = np.linalg.norm(a, axis=0)
+    dead = norms < 1e-9  # atoms Phi cannot see (zero columns but for rounding, short frames): never selected
+    a[:, dead] = 0.0
+    norms[dead] = 1.0
+    table = np.cos(np.arange(4 * n) * (np.pi / (2 * n))) * np.sqrt(2.0 / n)
+    return phi, table, a / norms, norms
 
 
 def n_measurements(m: int, n: int) -> int:
@@ -79,7 +89,7 @@ def _omp(a, y, tol2, max_atoms):
         for j in range(na):
             if c[j] > bv:
                 bv = c[j]
-        best = -1  # the first atom within rounding of the largest: ties (equal columns) do not depend on the BLAS
+        best = -1  # the first atom within rounding of the largest (see TIE)
         for j in range(na):
             if c[j] >= bv * (1.0 - TIE):
                 best = j
@@ -127,8 +137,8 @@ def _put_meas(q, buf, pos, a, n):
 
 
 @njit(cache=True)
-def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
-    n_s = psi.shape[0]
+def _recover(buf, pos, mm, n_ch, step, a, norms, table, a_st, n_st, m_rec):
+    n_s = table.size // 4
     y = np.empty((n_s, n_ch))
     meas = np.empty(mm)
     d = np.empty(n_s)
@@ -141,11 +151,15 @@ def _recover(buf, pos, mm, n_ch, step, a, norms, psi, a_st, n_st, m_rec):
             return y, pos
         s = _omp(a, meas, tol2, max(1, mm // MEAS_PER_ATOM))
         d[:] = 0.0
-        for j in range(s.size):  # psi @ (s / norms) over the few selected atoms only
+        for j in range(s.size):  # Psi @ (s / norms) over the few selected atoms (see matrices)
             if s[j] != 0.0:
                 v = s[j] / norms[j]
-                for i in range(n_s):
-                    d[i] += v * psi[i, j]
+                if j < n_s:
+                    d[j] += v
+                else:
+                    k = j - n_s + 1
+                    for i in range(n_s):
+                        d[i] += v * table[(2 * i + 1) * k % (4 * n_s)]
         for i in range(n_s):
             y[i, c] = m_rec[c] + d[i]
     return y, pos
@@ -189,7 +203,7 @@ class CompressedSensing(LossyStreamCodec):
         mm = n_measurements(self.m, n_s)
         if not mm:
             return np.repeat(m_rec[None, :], n_s, axis=0)
-        _phi, psi, a, norms = matrices(n_s, mm, self.seed)
-        y, pos = _recover(buf, pos, mm, n_ch, self.qstep, a, norms, psi, self._a, self._n, m_rec)
+        _phi, table, a, norms = matrices(n_s, mm, self.seed)
+        y, pos = _recover(buf, pos, mm, n_ch, self.qstep, a, norms, table, self._a, self._n, m_rec)
         check_pos(buf, pos)
         return y
