@@ -860,6 +860,8 @@ class NlFloat(Codec):
             block = np.ascontiguousarray(y[:, mask])
             if self._lossy:
                 flat = np.frombuffer(rd.take(4 * count, "escape indices"), "<u4").astype(np.int64)
+                if count and flat.max() >= n_s * n_int:  # indices as sent, in any order
+                    raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
                 vals = np.frombuffer(rd.take(count * dt.itemsize, "escape values"), dt.newbyteorder("<")).astype(dt)
             else:
                 coded = np.zeros(2 * count, np.uint64)
@@ -870,13 +872,11 @@ class NlFloat(Codec):
                 if count and coded[:count].max() >= n_s * n_int:
                     raise CodecError(f"{cid}: escape position beyond the {n_s}x{n_int} integer block")
                 flat = np.cumsum(coded[:count]).astype(np.int64)  # each delta < the block: no overflow
-                if count and flat[-1] >= n_s * n_int:  # the sum of the deltas, before it indexes the block
+                if count and flat[-1] >= n_s * n_int:  # the sum of the deltas (its largest), before it indexes
                     raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
                 u = _UINT[dt.itemsize]
                 r = block.reshape(-1)[flat] if count else np.zeros(0, dt)
                 vals = _unordered(_ordered(r.view(u)) + _unzigzag(coded[count:], u)).view(dt)
-            if count and flat.max() >= n_s * n_int:  # lossy: indices as sent, in any order
-                raise CodecError(f"{cid}: escape index beyond the {n_s}x{n_int} integer block")
             block.reshape(-1)[flat] = vals
             y[:, mask] = block
         if rd.pos != len(blob):

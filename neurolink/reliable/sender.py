@@ -177,8 +177,6 @@ class ReliableSender:
                 data, payload = await asyncio.to_thread(pack_block, frames, tx.codec)
                 tx.waiting.popleft()
                 await self._send_block(tx, frames, data, payload)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - kept and raised to the next caller (as inline coding would)
             tx.error = exc
             log.error("stream %d: archive block not coded: %s: %s", tx.stream_id, type(exc).__name__, exc)
