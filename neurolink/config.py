@@ -12,6 +12,7 @@ from typing import Any
 import tomllib
 
 from neurolink.errors import ConfigError
+from neurolink.runtime import validate_runtime
 from neurolink.validation import check_choice, check_keys, check_range, check_type
 
 SENDER_DEFAULTS: dict[str, Any] = {
@@ -21,6 +22,7 @@ SENDER_DEFAULTS: dict[str, Any] = {
     "security": {},
     "stream": [],
     "reliable": {},  # reliable archive path (neurolink/reliable/config.py)
+    "runtime": {},  # process tuning (neurolink/runtime.py)
 }
 RECEIVER_DEFAULTS: dict[str, Any] = {
     "receiver": {"conceal": "hold", "control_interval_s": 0.1, "streams": [], "jitter_ms": 0.0, "max_conceal_s": 2.0},
@@ -29,6 +31,7 @@ RECEIVER_DEFAULTS: dict[str, Any] = {
     "metrics": {"prometheus_port": 0, "status_file": "", "log_interval_s": 10.0},
     "security": {},
     "archive": {},  # reliable archive path (neurolink/reliable/config.py)
+    "runtime": {},  # process tuning (neurolink/runtime.py)
 }
 SOURCE_KINDS = ("lsl", "replay", "synthetic")
 
@@ -92,6 +95,7 @@ def validate_sender(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any]:
     _check_transport(cfg["transport"], src)
     _check_metrics(cfg["metrics"], src)
     _check_security(cfg["security"], src)
+    cfg["runtime"] = validate_runtime(cfg["runtime"], src)
     streams = cfg["stream"]
     if not isinstance(streams, list) or not streams:
         raise ConfigError("stream", "expected one or more [[stream]] tables", source=src)
@@ -148,6 +152,7 @@ def validate_receiver(raw: dict[str, Any], src: str = "<dict>") -> dict[str, Any
     from neurolink.reliable.config import validate_archive
 
     cfg["archive"] = validate_archive(cfg["archive"], src)
+    cfg["runtime"] = validate_runtime(cfg["runtime"], src)
     return cfg
 
 

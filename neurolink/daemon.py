@@ -22,6 +22,7 @@ from neurolink.config import load_receiver_config, load_sender_config
 from neurolink.errors import ConfigError
 from neurolink.receiver import Receiver
 from neurolink.reliable.config import build_reliable_receiver, build_reliable_sender
+from neurolink.runtime import CpuWakeupLatency, freeze_heap, set_realtime_priority
 from neurolink.sender import Sender, StreamSpec
 from neurolink.sinks.lsl_outlet import LSLOutletSink
 from neurolink.sources.base import Source
@@ -127,6 +128,8 @@ async def _warm_codecs(ladders: list[list[dict[str, Any]]]) -> None:
     for dtype in (np.int16, np.int32, np.float32, np.float64):
         spent += await asyncio.to_thread(warm_up, configs, 8, 30, dtype)
     log.info("codec kernels ready in %.1f s", spent)
+    # start-up is over: later garbage collections need not walk the imports and compiled kernels again
+    log.debug("froze %d start-up objects", freeze_heap())
 
 
 async def _serve(node: Sender | Receiver, tel: Telemetry) -> int:
@@ -175,11 +178,23 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
+def run_tuned(cfg: dict[str, Any], main: Any) -> int:
+    """Run a daemon's coroutine function under its ``[runtime]`` tuning (neurolink/runtime.py).
+
+    The priority is set before ``asyncio.run`` so every thread started afterwards inherits it; the
+    wake-up latency request is held until the daemon has flushed and returned.
+    """
+    rt = cfg["runtime"]
+    set_realtime_priority(rt["realtime_priority"])
+    with CpuWakeupLatency(rt["cpu_wakeup_latency_us"]):
+        return int(asyncio.run(main(cfg)))
+
+
 def run_subcommand(args: argparse.Namespace) -> int:
     if args.cmd == "send":
-        return asyncio.run(run_sender(load_sender_config(args.config, _overrides(args))))
+        return run_tuned(load_sender_config(args.config, _overrides(args)), run_sender)
     if args.cmd == "receive":
-        return asyncio.run(run_receiver(load_receiver_config(args.config, _overrides(args))))
+        return run_tuned(load_receiver_config(args.config, _overrides(args)), run_receiver)
     if args.cmd == "status":
         if not Path(args.file).exists():
             raise ConfigError("--file", f"no status file at {args.file} (is the daemon running with metrics.status_file set?)")

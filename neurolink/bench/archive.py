@@ -19,7 +19,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from neurolink.netutil import free_port
 from neurolink.sources.base import Chunk, Source, StreamMeta
 
 log = logging.getLogger(__name__)
@@ -232,17 +232,11 @@ class Relay:
 
 
 # ------------------------------------------------------------------------------------------ scenario
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_scenario(kind: str, *, channels: int, fs: float, pre_s: float, outage_s: float, post_s: float,
                  workdir: Path, recording: str | None = None, progress: Any = None) -> dict[str, Any]:
     """One run: sender + receiver processes, an outage of ``kind`` ("kill" or "cut"), then the comparison."""
-    pd, pf = _free_port(), _free_port()
-    rd, rf = (_free_port(), _free_port()) if kind == "cut" else (pd, pf)
+    pd, pf = free_port(), free_port()
+    rd, rf = (free_port(), free_port()) if kind == "cut" else (pd, pf)
     relay = Relay({rd: pd, rf: pf}) if kind == "cut" else None
     arch = str(workdir / f"{kind}.zarr")
     seconds = pre_s + outage_s + post_s

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from neurolink.lsl import make_info, pylsl
 from neurolink.netutil import free_port
+from neurolink.runtime import PM_QOS_DEVICE, CpuWakeupLatency
 from neurolink.sources.lsl_inlet import ChunkPuller
 
 FS = 30000.0
@@ -58,6 +59,54 @@ def base_block(channels: int, n: int = 60000) -> tuple[np.ndarray, str]:
 
 
 # -- measuring inlets ---------------------------------------------------------------------------------
+
+class StealSampler:
+    """Reads the machine's steal counter (/proc/stat) every ``period_s`` in a thread, on the LSL clock.
+
+    Why: in a VM the hypervisor now and then runs other guests on our CPUs. A 10 s run in which it takes
+    a few tens of ms shows a p99 of 10-140 ms whatever neurolink does (docs/transports.md). Knowing when
+    it happened lets the bench report the tail of the seconds in which it did not, beside the raw p99."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self.times: list[float] = []
+        self.steal: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def available(self) -> bool:
+        return len(self.steal) > 1
+
+    def start(self) -> StealSampler:
+        if steal_jiffies() is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="steal-sampler")
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            v = steal_jiffies()
+            if v is None:
+                return
+            self.times.append(pylsl.local_clock())
+            self.steal.append(v)
+            self._stop.wait(self.period_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    def clean(self, t0: float, t1: float) -> bool:
+        """True if no steal was counted in [t0, t1], judged from the samples just outside it."""
+        t, v = np.asarray(self.times), np.asarray(self.steal)
+        i = int(np.searchsorted(t, t0, side="right")) - 1
+        j = int(np.searchsorted(t, t1, side="left"))
+        if i < 0 or j >= t.size:  # the window is not covered by samples on both sides
+            return False
+        return bool(v[j] == v[i])
+
 
 @dataclass
 class Probe:
@@ -171,12 +220,15 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     rx_p = _worker("receiver", cfg, rx_out, timeout=timeout, inline=inline, **extra)
     tx_p = _worker("sender", cfg, tx_out, source_id=sid, samples=n_total, timeout=timeout, inline=inline, **extra)
     direct = rep = None
+    sampler = StealSampler()
     try:
         direct = Probe(_open_inlet(f"source_id='{sid}'", 30)).start()
         rep = Probe(_open_inlet(f"source_id='{sid}@neurolink'", 60)).start()  # appears once the header arrives
         time.sleep(0.3)
         procs = [psutil.Process(tx_p.pid), psutil.Process(rx_p.pid)]
         cpu0 = [_cpu(p) for p in procs]
+        steal0 = steal_jiffies()
+        sampler = StealSampler().start()
         w0 = time.monotonic()
         t0 = pylsl.local_clock() + 0.01
         i = 0
@@ -191,10 +243,12 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
             i = j
         cpu1 = [_cpu(p) for p in procs]
         wall = time.monotonic() - w0
+        steal1 = steal_jiffies()
         rss = [_rss_mb(p) for p in procs]
         end = time.monotonic() + 10
         while rep.count < n_total and time.monotonic() < end:
             time.sleep(0.05)
+        sampler.stop()
         for p in (tx_p, rx_p):
             try:
                 p.wait(20)
@@ -205,6 +259,7 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
                 except subprocess.TimeoutExpired:
                     p.kill()
     finally:
+        sampler.stop()
         for pr in (direct, rep):
             if pr is not None:
                 pr.close()
@@ -215,6 +270,7 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
     tx = json.loads(tx_out.read_text()) if tx_out.exists() else {}
     rx = json.loads(rx_out.read_text()) if rx_out.exists() else {}
     res = _analyse(kind, channels, seconds, warmup, direct, rep, n_total, tx, rx, cpu0, cpu1, wall)
+    res.update(steal_free_tail(direct, rep, warmup, sampler))
     res["encrypted"] = encrypted
     res["archive"] = archive
     if encrypted:
@@ -222,7 +278,37 @@ def run_one(kind: str, channels: int, seconds: float, warmup: float, broker: Any
 
         res["aead"] = FrameCipher(bytes(32), 1).algorithm  # what the workers' "auto" picks on this machine
     res["sender_rss_mb"], res["receiver_rss_mb"] = rss
+    # CPU time the hypervisor gave to others while this run streamed, as a fraction of the machine:
+    # a run with steal says more about the host than about neurolink (docs/transports.md)
+    res["host_steal_fraction"] = (None if steal0 is None or steal1 is None or wall <= 0 else
+                                  (steal1 - steal0) / os.sysconf("SC_CLK_TCK") / (wall * (os.cpu_count() or 1)))
     return res
+
+
+def steal_jiffies() -> int | None:
+    """Total steal time of all CPUs from /proc/stat (clock ticks), None where the kernel does not count it."""
+    try:
+        with open("/proc/stat") as f:
+            return int(f.readline().split()[8])  # cpu user nice system idle iowait irq softirq steal
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def steal_free_tail(direct: Probe, rep: Probe, warmup: float, sampler: StealSampler) -> dict[str, Any]:
+    """p99 of the added latency over the 1 s windows in which the host stole no CPU time.
+
+    A window runs from the first sample's arrival at the direct inlet to the last one's at the
+    republished inlet, so a stall that delays any of its samples anywhere on the path counts."""
+    a_d, a_r = direct.per_sample_arrival(), rep.per_sample_arrival()
+    n = min(a_d.size, a_r.size)
+    skip = int(warmup * FS)
+    if not sampler.available or n < skip + FS:
+        return {"added_latency_p99_steal_free_ms": None, "steal_free_seconds": None, "measured_seconds": None}
+    idx = np.array_split(np.arange(skip, n), max(1, int((n - skip) // FS)))
+    clean = [w for w in idx if sampler.clean(a_d[w[0]], a_r[w[-1]])]
+    added = (a_r[np.concatenate(clean)] - a_d[np.concatenate(clean)]) * 1000.0 if clean else np.empty(0)
+    return {"added_latency_p99_steal_free_ms": float(np.percentile(added, 99)) if added.size else None,
+            "steal_free_seconds": len(clean), "measured_seconds": len(idx)}
 
 
 def _analyse(kind, channels, seconds, warmup, direct: Probe, rep: Probe, n_total, tx, rx, cpu0, cpu1, wall) -> dict[str, Any]:
@@ -286,7 +372,7 @@ def _name(r: dict[str, Any]) -> str:
 
 def print_table(runs: list[dict[str, Any]]) -> None:
     hdr = (f"{'transport':<9} {'ch':>5} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'frames':>7} {'lost':>5} "
-           f"{'tx cpu':>7} {'rx cpu':>7} {'kS/s':>7} {'Mbit/s raw':>10} {'exact':>6}")
+           f"{'tx cpu':>7} {'rx cpu':>7} {'kS/s':>7} {'Mbit/s raw':>10} {'exact':>6} {'steal':>6} {'p99 no-steal':>15}")
     print(hdr)
     print("-" * len(hdr))
     for r in runs:
@@ -295,15 +381,25 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         print(f"{name:<9} {r['channels']:>5} {a['p50']:>8.3f} {a['p99']:>8.3f} {a['p999']:>9.3f} "
               f"{r['frames_sent']:>7} {r['frames_lost']:>5} {r['sender_cpu']:>6.0%} {r['receiver_cpu']:>6.0%} "
               f"{r['throughput_samples_per_s'] / 1000:>7.1f} {r['throughput_raw_mbps']:>10.1f} "
-              f"{'yes' if r['values_match_ch0'] else 'NO':>6}")
+              f"{'yes' if r['values_match_ch0'] else 'NO':>6} {_pct(r.get('host_steal_fraction')):>6} {_clean(r):>15}")
     print("added latency = arrival at an LSL inlet on the republished stream minus arrival of the same sample at a "
-          "direct inlet on the source; cpu = fraction of one core")
+          "direct inlet on the source; cpu = fraction of one core; steal = the machine's CPU time the hypervisor "
+          "took while the run streamed; p99 no-steal = over the 1 s windows without steal (how many of them)")
     for r in runs:  # sustained runs: does the tail stay put over time?
         w = r.get("added_latency_p99_per_10s_ms") or []
         if len(w) > 1:
             name = _name(r)
             print(f"{name} {r['channels']} ch p99 per 10 s (ms): " + " ".join(f"{v:.2f}" for v in w)
                   + f"; rss tx {r.get('sender_rss_mb', float('nan')):.0f} MB rx {r.get('receiver_rss_mb', float('nan')):.0f} MB")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _clean(r: dict[str, Any]) -> str:
+    v = r.get("added_latency_p99_steal_free_ms")
+    return "-" if v is None else f"{v:.3f} ({r['steal_free_seconds']}/{r['measured_seconds']})"
 
 
 def aead_cost(channels: int, frames: int = 3000) -> dict[str, Any]:
@@ -339,12 +435,22 @@ def aead_cost(channels: int, frames: int = 3000) -> dict[str, Any]:
             "added_us": {"p50": q[50][1] - q[50][0], "p99": q[99][1] - q[99][0]}}
 
 
+MIN_CLEAN_SECONDS = 3  # a run's steal-free p99 counts in the summary when it covers at least this many seconds
+
+
+def _clean_p99(run: dict[str, Any]) -> float | None:
+    v = run.get("added_latency_p99_steal_free_ms")
+    return v if v is not None and (run.get("steal_free_seconds") or 0) >= MIN_CLEAN_SECONDS else None
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over repeated runs per configuration, and what encryption adds to p99.
 
     The encryption figure pairs each encrypted run with the plain ZeroMQ run of the same channel count
     and repeat (made back to back), takes the ratio of their p99s, and reports the median ratio and its
-    spread: a VM's tail latency drifts between runs by more than AEAD costs, so one pair says little."""
+    spread: a VM's tail latency drifts between runs by more than AEAD costs, so one pair says little.
+    The same ratio of the p99 over the seconds in which the hypervisor took no CPU time (see
+    :func:`steal_free_tail`) is reported apart: host steal moved single runs' p99 from ~2.5 to ~140 ms here."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         if r.get("samples_measured", 0) > 0:
@@ -353,6 +459,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key, rs in groups.items():
         out["median"][key] = {q: float(np.median([r["added_latency_ms"][q] for r in rs])) for q in ("p50", "p99", "p999")}
         out["median"][key]["p99_typical_1s"] = float(np.median([r.get("added_latency_p99_typical_1s_ms", np.nan) for r in rs]))
+        clean = [v for v in map(_clean_p99, rs) if v is not None]
+        out["median"][key]["p99_steal_free"] = float(np.median(clean)) if clean else None
+        out["median"][key]["steal_free_runs"] = len(clean)
         out["median"][key]["runs"] = len(rs)
         out["median"][key]["frames_lost"] = int(sum(r["frames_lost"] for r in rs))
     plain = {(r["channels"], r.get("repeat")): r for r in runs
@@ -367,7 +476,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             t_enc, t_plain = r.get("added_latency_p99_typical_1s_ms"), p.get("added_latency_p99_typical_1s_ms")
             if t_enc and t_plain:
                 out.setdefault("encryption_p99_typical_1s_overhead", {}).setdefault(str(r["channels"]), []).append(t_enc / t_plain - 1.0)
-    for name in ("encryption_p99_overhead", "encryption_p99_typical_1s_overhead"):
+            c_enc, c_plain = _clean_p99(r), _clean_p99(p)
+            if c_enc and c_plain:  # the tails of the seconds in which the host took no CPU time
+                out.setdefault("encryption_p99_steal_free_overhead", {}).setdefault(str(r["channels"]), []).append(
+                    c_enc / c_plain - 1.0)
+    for name in ("encryption_p99_overhead", "encryption_p99_typical_1s_overhead", "encryption_p99_steal_free_overhead"):
         for ch, ratios in list(out.get(name, {}).items()):
             a = np.array(ratios)
             out[name][ch] = {"median": float(np.median(a)), "p25": float(np.percentile(a, 25)),
@@ -380,7 +493,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     for key, m in summary["median"].items():
         print(f"  {key:<14} p50 {m['p50']:.3f}  p99 {m['p99']:.3f}  p99.9 {m['p999']:.3f} ms  "
               f"p99 of a typical second {m['p99_typical_1s']:.3f} ms  ({m['runs']} runs, {m['frames_lost']} frames lost)")
-    for name, what in (("encryption_p99_overhead", "p99"), ("encryption_p99_typical_1s_overhead", "a typical second's p99")):
+        if m.get("p99_steal_free") is not None:
+            print(f"  {'':<14} p99 {m['p99_steal_free']:.3f} ms over the seconds without host steal "
+                  f"({m['steal_free_runs']} runs with >= {MIN_CLEAN_SECONDS} such seconds)")
+    for name, what in (("encryption_p99_overhead", "p99"), ("encryption_p99_typical_1s_overhead", "a typical second's p99"),
+                       ("encryption_p99_steal_free_overhead", "the p99 of seconds without host steal")):
         for ch, o in summary.get(name, {}).items():
             print(f"encryption adds {o['median']:+.1%} to {what} at {ch} ch (median of {len(o['pairs'])} back-to-back "
                   f"pairs; quartiles {o['p25']:+.1%} .. {o['p75']:+.1%})")
@@ -432,7 +549,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--realtime", type=int, default=0, metavar="PRIO",
                     help="run the bench and both daemons at SCHED_FIFO priority PRIO (Linux, root or CAP_SYS_NICE): "
                          "on a machine shared with other work, so their load does not dominate the tails; 0 = off")
+    ap.add_argument("--cpu-wakeup-latency", type=int, default=-1, metavar="US",
+                    help="hold idle CPUs to this wake-up latency for the whole bench (PM QoS, /dev/cpu_dma_latency, "
+                         "root), as the daemons' runtime.cpu_wakeup_latency_us does; 0 = idle CPUs poll (in a VM a "
+                         "halted vCPU can take tens of ms to wake); -1 = off")
     args = ap.parse_args(argv)
+    with CpuWakeupLatency(args.cpu_wakeup_latency, key="--cpu-wakeup-latency") as qos:
+        if args.cpu_wakeup_latency >= 0 and not qos.held:
+            print(f"error: --cpu-wakeup-latency {args.cpu_wakeup_latency}: {PM_QOS_DEVICE} refused the request (root?)")
+            return 2
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.realtime:
         try:  # inherited by the worker processes (and mosquitto) started below
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
@@ -499,11 +628,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['plain_us']['p50']:.1f}/{c['plain_us']['p99']:.1f} us: adds {c['added_us']['p50']:.1f}/"
                   f"{c['added_us']['p99']:.1f} us{rel}")
     rt = f"; bench and daemons at SCHED_FIFO {args.realtime}" if args.realtime else ""
+    if args.cpu_wakeup_latency >= 0:
+        rt += f"; idle CPUs held to {args.cpu_wakeup_latency} us wake-up latency"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (tails grow with other load){rt}")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary, "repeat": args.repeat, "encryption_cost": cost,
                                                "source": what, "cpu_count": os.cpu_count(),
-                                               "loadavg_1m_end": os.getloadavg()[0], "realtime_priority": args.realtime},
+                                               "loadavg_1m_end": os.getloadavg()[0], "realtime_priority": args.realtime,
+                                               "cpu_wakeup_latency_us": args.cpu_wakeup_latency if args.cpu_wakeup_latency >= 0 else None},
                                               indent=1, default=float))
     if args.png:
         plot(runs, args.png)

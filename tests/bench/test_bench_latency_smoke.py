@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import numpy as np
 
 from neurolink.testing_broker import find_mosquitto
 
@@ -33,6 +36,9 @@ def test_bench_latency_quick(tmp_path, capsys):
     assert cost["added_us"]["p50"] == cost["sealed_us"]["p50"] - cost["plain_us"]["p50"]
     for r in res["runs"]:
         assert r["added_latency_p99_typical_1s_ms"] > 0
+        assert r["host_steal_fraction"] is None or 0 <= r["host_steal_fraction"] <= 1
+        if r["steal_free_seconds"] is not None:  # --quick measures 1 s
+            assert r["measured_seconds"] == 1 and r["steal_free_seconds"] in (0, 1)
 
 
 def test_bench_latency_quick_with_the_archive_path_on(tmp_path):
@@ -69,3 +75,39 @@ def test_summary_pairs_encrypted_with_plain_runs_of_the_same_repeat():
     # a failed run (nothing measured) is left out rather than counted as zero latency
     failed = _run("zmq", 1024, True, 3, float("nan")) | {"samples_measured": 0}
     assert summarise(runs + [failed])["encryption_p99_overhead"]["1024"]["pairs"] == o["pairs"]
+
+
+def test_summary_keeps_the_tail_of_seconds_without_host_steal_apart():
+    from neurolink.bench.latency import MIN_CLEAN_SECONDS, summarise
+
+    def run(enc: bool, rep: int, p99: float, clean_p99: float | None, clean_s: int) -> dict:
+        return _run("zmq", 1024, enc, rep, p99) | {"added_latency_p99_steal_free_ms": clean_p99,
+                                                   "steal_free_seconds": clean_s, "measured_seconds": 10}
+
+    # pair 0: the host stole CPU during the encrypted run (p99 140 ms) but 8 of its seconds were clean;
+    # pair 1: the plain run has too few clean seconds to say anything; pair 2: no steal counter at all
+    runs = [run(False, 0, 2.0, 2.0, 10), run(True, 0, 140.0, 2.2, 8),
+            run(False, 1, 2.0, 1.5, MIN_CLEAN_SECONDS - 1), run(True, 1, 2.1, 2.1, 10),
+            run(False, 2, 2.0, None, 0), run(True, 2, 2.2, None, 0)]
+    s = summarise(runs)
+    assert len(s["encryption_p99_overhead"]["1024"]["pairs"]) == 3
+    clean = s["encryption_p99_steal_free_overhead"]["1024"]
+    assert len(clean["pairs"]) == 1 and abs(clean["median"] - 0.10) < 1e-9
+    m = s["median"]["zmq+aead/1024"]
+    assert m["steal_free_runs"] == 2 and abs(m["p99_steal_free"] - 2.15) < 1e-9
+    assert s["median"]["zmq/1024"]["steal_free_runs"] == 1
+
+
+def test_steal_free_windows_from_the_counter_samples():
+    from neurolink.bench.latency import StealSampler
+
+    s = StealSampler()
+    s.times, s.steal = [0.0, 1.0, 2.0, 3.0, 4.0], [5, 5, 5, 7, 7]
+    assert s.clean(0.5, 1.5) and s.clean(1.0, 2.0)
+    assert not s.clean(1.5, 2.5)  # the counter moved between 2.0 and 3.0
+    assert not s.clean(3.5, 4.5) and not s.clean(-1.0, 0.5)  # not bracketed by samples
+    real = StealSampler(0.005).start()
+    time.sleep(0.1)
+    real.stop()
+    if real.available:  # Linux: monotonic times, a counter that never goes back
+        assert (np.diff(real.times) > 0).all() and (np.diff(real.steal) >= 0).all()
