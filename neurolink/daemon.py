@@ -22,7 +22,7 @@ from neurolink.config import load_receiver_config, load_sender_config
 from neurolink.errors import ConfigError
 from neurolink.receiver import Receiver
 from neurolink.reliable.config import build_reliable_receiver, build_reliable_sender
-from neurolink.runtime import CpuWakeupLatency, freeze_heap, set_realtime_priority
+from neurolink.runtime import CpuWakeupLatency, freeze_heap, in_bulk_thread, set_realtime_priority
 from neurolink.sender import Sender, StreamSpec
 from neurolink.sinks.lsl_outlet import LSLOutletSink
 from neurolink.sources.base import Source
@@ -126,7 +126,9 @@ async def _warm_codecs(ladders: list[list[dict[str, Any]]]) -> None:
     configs += [c for ladder in ladders for c in float_configs(ladder) if c not in configs]  # other formats
     spent = 0.0
     for dtype in (np.int16, np.int32, np.float32, np.float64):
-        spent += await asyncio.to_thread(warm_up, configs, 8, 30, dtype)
+        # at normal priority: a first start compiles for tens of seconds, which must not hold a CPU at
+        # SCHED_FIFO ([runtime] realtime_priority) away from the acquisition software
+        spent += await in_bulk_thread(warm_up, configs, 8, 30, dtype)
     log.info("codec kernels ready in %.1f s", spent)
     # start-up is over: later garbage collections need not walk the imports and compiled kernels again
     log.debug("froze %d start-up objects", freeze_heap())

@@ -14,17 +14,27 @@ codec (docs/transports.md, "Where the tails come from"). Three knobs, the ``[run
 - the heap is frozen (``gc.freeze``) once the codecs are warm: a full garbage collection would otherwise
   walk every object created at start-up, which took ~50 ms here, i.e. 50 frames late at once.
 
+Bulk work beside the live path (archive blocks, Zarr chunks: tens of ms of CPU at a time) runs in
+:func:`in_bulk_thread`, on threads at normal priority: at SCHED_FIFO an archive coder would keep its
+CPU until done and the live path, at the same priority, could not take it back.
+
 Both opt-in knobs need privileges (root, or CAP_SYS_NICE / write access to /dev/cpu_dma_latency);
 without them the daemon logs one line naming the key and runs on untuned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import struct
-from typing import Any
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("neurolink.runtime")
 
@@ -117,3 +127,30 @@ def freeze_heap() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+_bulk: ThreadPoolExecutor | None = None
+_bulk_lock = threading.Lock()
+
+
+def _normal_priority() -> None:
+    """Executor initializer: this worker thread runs at normal priority whatever its creator's policy."""
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # dropping priority needs no privilege
+    except (AttributeError, OSError):  # not Linux: nothing was raised either
+        pass
+
+
+def bulk_executor() -> ThreadPoolExecutor:
+    """The process's threads for bulk work (created on first use, at normal priority)."""
+    global _bulk
+    with _bulk_lock:
+        if _bulk is None:
+            _bulk = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nl-bulk", initializer=_normal_priority)
+        return _bulk
+
+
+async def in_bulk_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread`` for bulk work: on a :func:`bulk_executor` thread, never ahead of the live path."""
+    return await asyncio.get_running_loop().run_in_executor(bulk_executor(), fn, *args)

@@ -36,6 +36,9 @@ enabled = false
 [metrics]
 status_file = "{tmp_path}/receiver.json"
 log_interval_s = 1
+[runtime]
+realtime_priority = 1
+cpu_wakeup_latency_us = 0
 """)
     return s, r
 
@@ -60,7 +63,8 @@ def _wait_delivered(tx_status, rx_status, timeout_s):
 def test_send_receive_status_and_clean_shutdown(tmp_path):
     pd, pf = free_port(), free_port()
     s, r = _write(tmp_path, pd, pf, seconds=30.0)
-    rx = subprocess.Popen([sys.executable, "-m", "neurolink", "receive", "--config", str(r)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rx = subprocess.Popen([sys.executable, "-m", "neurolink", "--log-level", "INFO", "receive", "--config", str(r)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # the receiver warms its codec kernels before it subscribes (long on a loaded machine, longer than the
     # sender's wait_receiver_s): start the sender once the receiver runs, i.e. has written its status file
     deadline = time.monotonic() + 120
@@ -90,6 +94,11 @@ def test_send_receive_status_and_clean_shutdown(tmp_path):
         rx_out, _ = rx.communicate(timeout=30)
     assert tx.returncode == 0, tx_out
     assert rx.returncode == 0, rx_out
+    # [runtime] on the receiver: applied, or one warning line per knob saying why not (no privilege)
+    assert ("runtime.realtime_priority: SCHED_FIFO priority 1" in rx_out
+            or "runtime.realtime_priority = 1: cannot switch to SCHED_FIFO" in rx_out), rx_out
+    assert ("runtime.cpu_wakeup_latency_us: idle CPUs" in rx_out
+            or "runtime.cpu_wakeup_latency_us = 0: cannot open" in rx_out), rx_out
     snap_tx = json.loads((tmp_path / "sender.json").read_text())["streams"]["5"]
     snap_rx = json.loads((tmp_path / "receiver.json").read_text())["streams"]["5"]
     # everything the sender took in was delivered (the sender flushed its partial frame on SIGTERM)

@@ -106,3 +106,26 @@ def test_freeze_heap_moves_start_up_objects_out_of_collections() -> None:
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+_BULK_CHILD = r"""
+import asyncio, json, os
+from neurolink.runtime import in_bulk_thread, set_realtime_priority
+fifo = set_realtime_priority(5)
+async def main():
+    return await in_bulk_thread(lambda: os.sched_getscheduler(0)), await asyncio.to_thread(os.sched_getscheduler, 0)
+bulk, plain = asyncio.run(main())
+print(json.dumps({"fifo": fifo, "bulk": bulk, "plain": plain, "OTHER": os.SCHED_OTHER, "FIFO": os.SCHED_FIFO}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_FIFO is Linux-only")
+def test_bulk_work_runs_below_the_live_path() -> None:
+    # archive coding must never hold a CPU at the live path's real-time priority
+    p = subprocess.run([sys.executable, "-c", _BULK_CHILD], capture_output=True, text=True, timeout=60, check=True)
+    out = json.loads(p.stdout)
+    assert out["bulk"] == out["OTHER"]
+    if out["fifo"]:  # the default executor's threads inherit FIFO: the bulk ones were demoted on purpose
+        assert out["plain"] == out["FIFO"]
+    else:
+        pytest.skip("no privilege for SCHED_FIFO here: the demotion itself was not exercised")

@@ -27,6 +27,7 @@ import numpy as np
 from neurolink.codecs import get_codec
 from neurolink.errors import CodecError, NeurolinkError, WireFormatError
 from neurolink.reliable.block import unpack_block
+from neurolink.runtime import in_bulk_thread
 from neurolink.sinks.archive import ARCHIVE_CODEC, ArchiveSink, archive_codec_for
 from neurolink.wire import ack as wack
 from neurolink.wire import format as wire
@@ -263,7 +264,7 @@ class ReliableReceiver:
         try:
             self._apply_gap(st)
             while st.next in st.held and not self._closing:
-                status = await asyncio.to_thread(self._write, st, st.next, st.held[st.next], lambda _d: st.codec)
+                status = await in_bulk_thread(self._write, st, st.next, st.held[st.next], lambda _d: st.codec)
                 if not self._advance(st, status):
                     break
                 self._apply_gap(st)

@@ -30,6 +30,7 @@ from neurolink.errors import ConfigError
 from neurolink.framer import RawFrame
 from neurolink.reliable.block import MAX_BLOCK_FRAMES, pack_block
 from neurolink.reliable.spool import Spool
+from neurolink.runtime import in_bulk_thread
 from neurolink.sinks.archive import archive_codec_for
 from neurolink.wire import ack as wack
 from neurolink.wire import format as wire
@@ -174,7 +175,7 @@ class ReliableSender:
         try:
             while tx.waiting:
                 frames = tx.waiting[0]
-                data, payload = await asyncio.to_thread(pack_block, frames, tx.codec)
+                data, payload = await in_bulk_thread(pack_block, frames, tx.codec)
                 tx.waiting.popleft()
                 await self._send_block(tx, frames, data, payload)
         except Exception as exc:  # noqa: BLE001 - kept and raised to the next caller (as inline coding would)
