@@ -22,10 +22,14 @@ from neurolink.codecs.lossless import alphabet as alph
 
 
 @njit(cache=True, nogil=True)
-def _track(x, dense, row, vals, count, grew, frame, max_table):  # pragma: no cover - numba
+def _track(x, dense, row, vals, count, grew, frame, max_table, bits):  # pragma: no cover - numba
     """Add the frame's values to each tracked channel's sorted set; mark a channel dense on a step of 1
-    between two of its values or on more than ``max_table`` of them (then its set is dropped)."""
+    between two of its values or on more than ``max_table`` of them (then its set is dropped).
+
+    ``bits`` (int16 streams: one 65536-bit map per row, else shape (0, 0)) answers "seen before?" in
+    one load for the values a grid channel repeats every frame; only a new value is searched for."""
     n_s, n_ch = x.shape
+    use_bits = bits.shape[0] > 0
     for c in range(n_ch):
         if dense[c]:
             continue
@@ -34,6 +38,10 @@ def _track(x, dense, row, vals, count, grew, frame, max_table):  # pragma: no co
         new = False
         for t in range(n_s):
             v = x[t, c]
+            if use_bits:
+                i = np.int64(v) + 32768
+                if (bits[r, i >> 6] >> np.uint64(i & 63)) & np.uint64(1):
+                    continue
             lo = 0
             hi = n
             while lo < hi:
@@ -56,6 +64,9 @@ def _track(x, dense, row, vals, count, grew, frame, max_table):  # pragma: no co
             vals[r, lo] = v
             n += 1
             new = True
+            if use_bits:
+                i = np.int64(v) + 32768
+                bits[r, i >> 6] |= np.uint64(1) << np.uint64(i & 63)
         count[r] = n
         if new:
             grew[c] = frame
@@ -74,6 +85,7 @@ class AlphabetTracker:
         self._row = np.full(n_ch, -1, np.int64)  # tracked channel -> its row in _vals
         self._vals: np.ndarray | None = None  # (tracked channels, MAX_TABLE + 1) sorted values, x's dtype
         self._count = np.zeros(0, np.int64)
+        self._bits = np.zeros((0, 0), np.uint64)
 
     def update(self, x: np.ndarray) -> None:
         self.n_samples += x.shape[0]
@@ -89,12 +101,15 @@ class AlphabetTracker:
             self._row[tracked] = np.arange(tracked.size)
             self._vals = np.zeros((tracked.size, alph.MAX_TABLE + 1), x.dtype)
             self._count = np.zeros(tracked.size, np.int64)
+            # int16: a bitmap of the values seen per row (8 kB), so known values cost one load
+            self._bits = np.zeros((tracked.size if x.dtype == np.int16 else 0, 1024), np.uint64)
         if x.dtype != self._vals.dtype:
             x = x.astype(self._vals.dtype)
-        _track(x, self.dense, self._row, self._vals, self._count, self.grew, self.frames, alph.MAX_TABLE)
+        _track(x, self.dense, self._row, self._vals, self._count, self.grew, self.frames, alph.MAX_TABLE, self._bits)
         self.all_dense = bool(self.dense.all())
-        if self.all_dense:
-            self._vals = np.zeros((0, 0), self._vals.dtype)  # nothing tracked any more: free the rows
+        if self.all_dense:  # nothing tracked any more: free the rows
+            self._vals = np.zeros((0, 0), self._vals.dtype)
+            self._bits = np.zeros((0, 0), np.uint64)
 
     def values(self, c: int) -> np.ndarray:
         """The sorted values channel ``c`` has shown (empty once it is dense)."""
