@@ -43,6 +43,17 @@ class _Reference:
         for c in np.flatnonzero(self.dense):
             self.seen.pop(int(c), None)
 
+    def alphabet(self, dtype: type, n_samples: int, stable: int = 100) -> alph.Alphabet:
+        n_ch = self.dense.size
+        uniques = [self.seen.get(c, np.zeros(0, dtype)) for c in range(n_ch)]
+        alpha = alph.detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
+        young = (alpha.mode == alph.TABLE) & (self.frames - self.grew < stable)
+        if young.any():
+            for c in np.flatnonzero(young):
+                uniques[c] = np.zeros(0, dtype)
+            alpha = alph.detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
+        return alpha
+
 
 def _stream(seed: int, n_ch: int, dtype: type, kinds: list[str], frames: int, rows: list[int]) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -65,13 +76,15 @@ def _stream(seed: int, n_ch: int, dtype: type, kinds: list[str], frames: int, ro
                 x[:, c] = np.where(rng.random(n) < 0.1, info.max, 16 * rng.integers(-50, 50, n))
             elif k == "late_step":  # a grid until a value one step off shows up
                 x[:, c] = 2 * rng.integers(0, 40, n) + (1 if i > frames // 2 and rng.random() < 0.2 else 0)
+            elif k == "small_table":  # a few irregular levels: stops growing early, becomes a TABLE
+                x[:, c] = np.array([-900, -317, -40, 0, 77, 301, 1200, 5003])[rng.integers(0, 8, n)]
             else:  # "table": a rescaled 10-bit ADC (no common step)
                 x[:, c] = np.round(rng.integers(0, 1024, n) * 65535 / 1023).astype(np.int64) - 32768
         out.append(np.clip(x, info.min, info.max).astype(dtype))
     return out
 
 
-KINDS = ["dense", "grid4", "wide_grid", "dead", "rail", "late_step", "table"]
+KINDS = ["dense", "grid4", "wide_grid", "dead", "rail", "late_step", "table", "small_table"]
 
 
 @settings(max_examples=40, deadline=None)
@@ -81,10 +94,17 @@ KINDS = ["dense", "grid4", "wide_grid", "dead", "rail", "late_step", "table"]
 def test_tracker_matches_the_reference_frame_by_frame(seed, n_ch, wide, kinds, rows) -> None:
     dtype = np.int32 if wide else np.int16
     frames = _stream(seed, n_ch, dtype, kinds, 60, rows)
-    ref, new = _Reference(n_ch), AlphabetTracker(n_ch, np.dtype(dtype))
-    for x in frames:
+    ref, new = _Reference(n_ch), AlphabetTracker(n_ch, np.dtype(dtype), stable_frames=20)
+    n_samples = 0
+    for i, x in enumerate(frames):
         ref.update(x)
         new.update(x)
+        n_samples += x.shape[0]
+        if i % 7 == 0 or i == len(frames) - 1:  # the alphabet a keyframe would carry
+            want, got = ref.alphabet(dtype, n_samples, 20), new.alphabet()
+            for f in ("mode", "offset", "scale", "tab_start", "tab_len", "tables"):
+                assert np.array_equal(getattr(want, f), getattr(got, f)), f
+
         assert np.array_equal(ref.dense, new.dense)
         assert np.array_equal(ref.grew, new.grew)
         for c in range(n_ch):
@@ -116,3 +136,15 @@ def test_a_table_holds_at_most_max_table_values() -> None:
     t.update(one_more)
     ref.update(one_more)
     assert t.dense[0] and ref.dense[0] and t.values(0).size == 0
+
+
+def test_a_settled_table_channel_gets_the_same_table() -> None:
+    frames = _stream(5, 6, np.int16, ["small_table", "grid4", "table", "dense"], 200, [30])
+    ref, new = _Reference(6), AlphabetTracker(6, np.dtype(np.int16), stable_frames=20)
+    for x in frames:
+        ref.update(x)
+        new.update(x)
+    want, got = ref.alphabet(np.int16, 200 * 30, 20), new.alphabet()
+    assert want.mode[0] == alph.TABLE and want.mode[4] == alph.TABLE and want.mode[1] == alph.AFFINE
+    for f in ("mode", "offset", "scale", "tab_start", "tab_len", "tables"):
+        assert np.array_equal(getattr(want, f), getattr(got, f)), f

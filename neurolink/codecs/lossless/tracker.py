@@ -72,6 +72,45 @@ def _track(x, dense, row, vals, count, grew, frame, max_table, bits):  # pragma:
             grew[c] = frame
 
 
+@njit(cache=True, nogil=True)
+def _gcd(a, b):  # pragma: no cover - numba
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _detect(vals, count, row, dense, table_ok, n_samples, max_table, mode, offset, scale, tab_len):  # pragma: no cover
+    """:func:`alphabet.detect` on the tracked rows, channel by channel, with the same decisions (one
+    numba pass instead of a numpy loop per channel: ~14 ms per keyframe at 1024 grid channels)."""
+    for c in range(row.size):
+        r = row[c]
+        if dense[c] or r < 0:
+            continue
+        n = count[r]
+        if n < 2:
+            if n == 1:
+                mode[c] = alph.AFFINE
+                offset[c] = np.int64(vals[r, 0])
+            continue
+        dmin = np.int64(vals[r, 1]) - np.int64(vals[r, 0])
+        g = dmin
+        for k in range(2, n):
+            d = np.int64(vals[r, k]) - np.int64(vals[r, k - 1])
+            if d < dmin:
+                dmin = d
+            g = _gcd(g, d)
+        if dmin < 2:
+            continue
+        if g > 1:
+            mode[c] = alph.AFFINE
+            offset[c] = np.int64(vals[r, 0])
+            scale[c] = g
+        elif table_ok and n <= max_table and n_samples * np.log2(dmin) > 16 * n:
+            mode[c] = alph.TABLE
+            tab_len[c] = n
+
+
 class AlphabetTracker:
     def __init__(self, n_ch: int, dtype: np.dtype, stable_frames: int = 100) -> None:
         self.dtype = dtype
@@ -124,12 +163,18 @@ class AlphabetTracker:
             if self._identity is None:
                 self._identity = alph.Alphabet.identity(n_ch)
             return self._identity
-        uniques = [self.values(c) for c in range(n_ch)]
-        # dense channels: empty unique list -> IDENTITY
-        alpha = alph.detect(uniques, self.dtype, max(self.n_samples, 1 << 16))
+        alpha = alph.Alphabet.identity(n_ch)  # dense channels stay IDENTITY
+        if self._vals is None:
+            return alpha
+        _detect(self._vals, self._count, self._row, self.dense, self.dtype == np.int16,
+                float(max(self.n_samples, 1 << 16)), alph.MAX_TABLE, alpha.mode, alpha.offset, alpha.scale, alpha.tab_len)
+        # a table only for a channel whose values stopped growing (detect() would have left it IDENTITY)
         young = (alpha.mode == alph.TABLE) & (self.frames - self.grew < self.stable_frames)
-        if young.any():
-            for c in np.flatnonzero(young):
-                uniques[c] = np.zeros(0, self.dtype)
-            alpha = alph.detect(uniques, self.dtype, max(self.n_samples, 1 << 16))
+        alpha.mode[young] = alph.IDENTITY
+        alpha.tab_len[young] = 0
+        tab = np.flatnonzero(alpha.mode == alph.TABLE)
+        if tab.size:
+            alpha.tab_start[tab] = np.concatenate(([0], np.cumsum(alpha.tab_len[tab])[:-1]))
+            alpha.tables = np.concatenate([self._vals[self._row[c], :self._count[self._row[c]]].astype(np.int64)
+                                           for c in tab])
         return alpha
