@@ -12,6 +12,34 @@ from neurolink.codecs.lossless import alphabet as alph
 from neurolink.codecs.lossless.tracker import AlphabetTracker
 
 
+def _reference_detect(uniques: list[np.ndarray], dtype: np.dtype, n_samples: int) -> alph.Alphabet:
+    """alphabet.detect as it was (pure numpy, per channel): the decisions the numba pass must keep."""
+    n_ch = len(uniques)
+    alpha = alph.Alphabet.identity(n_ch)
+    tabs: list[np.ndarray] = []
+    start = 0
+    for c, u in enumerate(uniques):
+        if u.size < 2:
+            if u.size == 1:
+                alpha.mode[c] = alph.AFFINE
+                alpha.offset[c] = int(u[0])
+            continue
+        d = np.diff(u.astype(np.int64))
+        dmin = int(d.min())
+        if dmin < 2:
+            continue
+        g = int(np.gcd.reduce(d))
+        if g > 1:
+            alpha.mode[c], alpha.offset[c], alpha.scale[c] = alph.AFFINE, int(u[0]), g
+        elif dtype == np.int16 and u.size <= alph.MAX_TABLE and n_samples * np.log2(dmin) > 16 * u.size:
+            alpha.mode[c], alpha.tab_start[c], alpha.tab_len[c] = alph.TABLE, start, u.size
+            tabs.append(u.astype(np.int64))
+            start += u.size
+    if tabs:
+        alpha.tables = np.concatenate(tabs)
+    return alpha
+
+
 class _Reference:
     """The tracker as it was (a sorted set per channel, merged with np.union1d every frame)."""
 
@@ -46,12 +74,12 @@ class _Reference:
     def alphabet(self, dtype: type, n_samples: int, stable: int = 100) -> alph.Alphabet:
         n_ch = self.dense.size
         uniques = [self.seen.get(c, np.zeros(0, dtype)) for c in range(n_ch)]
-        alpha = alph.detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
+        alpha = _reference_detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
         young = (alpha.mode == alph.TABLE) & (self.frames - self.grew < stable)
         if young.any():
             for c in np.flatnonzero(young):
                 uniques[c] = np.zeros(0, dtype)
-            alpha = alph.detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
+            alpha = _reference_detect(uniques, np.dtype(dtype), max(n_samples, 1 << 16))
         return alpha
 
 
@@ -146,5 +174,18 @@ def test_a_settled_table_channel_gets_the_same_table() -> None:
         new.update(x)
     want, got = ref.alphabet(np.int16, 200 * 30, 20), new.alphabet()
     assert want.mode[0] == alph.TABLE and want.mode[4] == alph.TABLE and want.mode[1] == alph.AFFINE
+    for f in ("mode", "offset", "scale", "tab_start", "tab_len", "tables"):
+        assert np.array_equal(getattr(want, f), getattr(got, f)), f
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), wide=st.booleans(), n_samples=st.integers(1, 1 << 20),
+       kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=6))
+def test_archive_detection_keeps_its_decisions(seed, wide, n_samples, kinds) -> None:
+    # alphabet.detect (archive blocks, bench) now runs the same numba pass as the tracker
+    dtype = np.int32 if wide else np.int16
+    (x,) = _stream(seed, len(kinds), dtype, kinds, 1, [300])
+    uniques = [np.unique(x[:, c]) if kinds[c] != "dense" else np.zeros(0, dtype) for c in range(len(kinds))]
+    want, got = _reference_detect(uniques, np.dtype(dtype), n_samples), alph.detect(uniques, np.dtype(dtype), n_samples)
     for f in ("mode", "offset", "scale", "tab_start", "tab_len", "tables"):
         assert np.array_equal(getattr(want, f), getattr(got, f)), f

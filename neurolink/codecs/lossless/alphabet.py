@@ -123,32 +123,69 @@ def from_codes(codes: np.ndarray, alpha: Alphabet, dtype: np.dtype, codec_id: st
     return y
 
 
-def detect(uniques: list[np.ndarray], dtype: np.dtype, n_samples: int) -> Alphabet:
-    """Choose each channel's alphabet from its sorted unique values (pure numpy, per channel)."""
-    n_ch = len(uniques)
-    alpha = Alphabet.identity(n_ch)
-    tabs: list[np.ndarray] = []
-    start = 0
-    for c, u in enumerate(uniques):
-        if u.size < 2:
-            if u.size == 1:
-                alpha.mode[c] = AFFINE
-                alpha.offset[c] = int(u[0])
+@njit(cache=True, nogil=True)
+def _gcd(a, b):  # pragma: no cover - numba
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _decide(flat, start, count, table_ok, n_samples, mode, offset, scale, tab_len):  # pragma: no cover - numba
+    """Per channel, from its sorted unique values ``flat[start[c]:start[c] + count[c]]``: AFFINE for one
+    value or a gcd grid, TABLE (int16, no gcd, smallest step >= 2) where the table pays for itself."""
+    for c in range(count.size):
+        n = count[c]
+        b = start[c]
+        if n < 2:
+            if n == 1:
+                mode[c] = AFFINE
+                offset[c] = np.int64(flat[b])
             continue
-        d = np.diff(u.astype(np.int64))
-        dmin = int(d.min())
+        dmin = np.int64(flat[b + 1]) - np.int64(flat[b])
+        g = dmin
+        for k in range(b + 2, b + n):
+            d = np.int64(flat[k]) - np.int64(flat[k - 1])
+            if d < dmin:
+                dmin = d
+            g = _gcd(g, d)
         if dmin < 2:
             continue
-        g = int(np.gcd.reduce(d))
         if g > 1:
-            alpha.mode[c], alpha.offset[c], alpha.scale[c] = AFFINE, int(u[0]), g
-        elif dtype == np.int16 and u.size <= MAX_TABLE and n_samples * np.log2(dmin) > 16 * u.size:
-            alpha.mode[c], alpha.tab_start[c], alpha.tab_len[c] = TABLE, start, u.size
-            tabs.append(u.astype(np.int64))
-            start += u.size
-    if tabs:
-        alpha.tables = np.concatenate(tabs)
+            mode[c] = AFFINE
+            offset[c] = np.int64(flat[b])
+            scale[c] = g
+        elif table_ok and n <= MAX_TABLE and n_samples * np.log2(dmin) > 16 * n:
+            mode[c] = TABLE
+            tab_len[c] = n
+
+
+def from_sets(flat: np.ndarray, start: np.ndarray, count: np.ndarray, dtype: np.dtype, n_samples: int,
+              no_table: np.ndarray | None = None) -> Alphabet:
+    """Choose each channel's alphabet from its sorted unique values, ``flat[start[c]:start[c] + count[c]]``
+    (count 0: IDENTITY). ``no_table`` channels get IDENTITY where they would get a TABLE (the streaming
+    tracker's channels whose value set is still growing). One numba pass over all channels."""
+    n_ch = count.size
+    alpha = Alphabet.identity(n_ch)
+    _decide(flat, start, count, dtype == np.int16, float(n_samples), alpha.mode, alpha.offset, alpha.scale,
+            alpha.tab_len)
+    if no_table is not None:
+        drop = (alpha.mode == TABLE) & no_table
+        alpha.mode[drop] = IDENTITY
+        alpha.tab_len[drop] = 0
+    tab = np.flatnonzero(alpha.mode == TABLE)
+    if tab.size:
+        alpha.tab_start[tab] = np.concatenate(([0], np.cumsum(alpha.tab_len[tab])[:-1]))
+        alpha.tables = np.concatenate([flat[start[c]:start[c] + count[c]].astype(np.int64) for c in tab])
     return alpha
+
+
+def detect(uniques: list[np.ndarray], dtype: np.dtype, n_samples: int) -> Alphabet:
+    """Choose each channel's alphabet from its sorted unique values (:func:`from_sets` on a list)."""
+    count = np.array([u.size for u in uniques], np.int64)
+    start = np.concatenate(([0], np.cumsum(count)[:-1])).astype(np.int64) if count.size else count
+    flat = np.concatenate(uniques) if count.sum() else np.zeros(1, dtype)
+    return from_sets(flat, start, count, dtype, n_samples)
 
 
 @njit(cache=True, nogil=True)

@@ -72,45 +72,6 @@ def _track(x, dense, row, vals, count, grew, frame, max_table, bits):  # pragma:
             grew[c] = frame
 
 
-@njit(cache=True, nogil=True)
-def _gcd(a, b):  # pragma: no cover - numba
-    while b:
-        a, b = b, a % b
-    return a
-
-
-@njit(cache=True, nogil=True)
-def _detect(vals, count, row, dense, table_ok, n_samples, max_table, mode, offset, scale, tab_len):  # pragma: no cover
-    """:func:`alphabet.detect` on the tracked rows, channel by channel, with the same decisions (one
-    numba pass instead of a numpy loop per channel: ~14 ms per keyframe at 1024 grid channels)."""
-    for c in range(row.size):
-        r = row[c]
-        if dense[c] or r < 0:
-            continue
-        n = count[r]
-        if n < 2:
-            if n == 1:
-                mode[c] = alph.AFFINE
-                offset[c] = np.int64(vals[r, 0])
-            continue
-        dmin = np.int64(vals[r, 1]) - np.int64(vals[r, 0])
-        g = dmin
-        for k in range(2, n):
-            d = np.int64(vals[r, k]) - np.int64(vals[r, k - 1])
-            if d < dmin:
-                dmin = d
-            g = _gcd(g, d)
-        if dmin < 2:
-            continue
-        if g > 1:
-            mode[c] = alph.AFFINE
-            offset[c] = np.int64(vals[r, 0])
-            scale[c] = g
-        elif table_ok and n <= max_table and n_samples * np.log2(dmin) > 16 * n:
-            mode[c] = alph.TABLE
-            tab_len[c] = n
-
-
 class AlphabetTracker:
     def __init__(self, n_ch: int, dtype: np.dtype, stable_frames: int = 100) -> None:
         self.dtype = dtype
@@ -142,8 +103,6 @@ class AlphabetTracker:
             self._count = np.zeros(tracked.size, np.int64)
             # int16: a bitmap of the values seen per row (8 kB), so known values cost one load
             self._bits = np.zeros((tracked.size if x.dtype == np.int16 else 0, 1024), np.uint64)
-        if x.dtype != self._vals.dtype:
-            x = x.astype(self._vals.dtype)
         _track(x, self.dense, self._row, self._vals, self._count, self.grew, self.frames, alph.MAX_TABLE, self._bits)
         self.all_dense = bool(self.dense.all())
         if self.all_dense:  # nothing tracked any more: free the rows
@@ -153,7 +112,7 @@ class AlphabetTracker:
     def values(self, c: int) -> np.ndarray:
         """The sorted values channel ``c`` has shown (empty once it is dense)."""
         r = int(self._row[c])
-        if self.dense[c] or r < 0 or self._vals is None or r >= self._vals.shape[0]:
+        if self.dense[c] or r < 0 or self._vals is None:  # (all dense: the rows are freed)
             return np.zeros(0, self.dtype)
         return self._vals[r, :self._count[r]].copy()
 
@@ -163,18 +122,13 @@ class AlphabetTracker:
             if self._identity is None:
                 self._identity = alph.Alphabet.identity(n_ch)
             return self._identity
-        alpha = alph.Alphabet.identity(n_ch)  # dense channels stay IDENTITY
         if self._vals is None:
-            return alpha
-        _detect(self._vals, self._count, self._row, self.dense, self.dtype == np.int16,
-                float(max(self.n_samples, 1 << 16)), alph.MAX_TABLE, alpha.mode, alpha.offset, alpha.scale, alpha.tab_len)
-        # a table only for a channel whose values stopped growing (detect() would have left it IDENTITY)
-        young = (alpha.mode == alph.TABLE) & (self.frames - self.grew < self.stable_frames)
-        alpha.mode[young] = alph.IDENTITY
-        alpha.tab_len[young] = 0
-        tab = np.flatnonzero(alpha.mode == alph.TABLE)
-        if tab.size:
-            alpha.tab_start[tab] = np.concatenate(([0], np.cumsum(alpha.tab_len[tab])[:-1]))
-            alpha.tables = np.concatenate([self._vals[self._row[c], :self._count[self._row[c]]].astype(np.int64)
-                                           for c in tab])
-        return alpha
+            return alph.Alphabet.identity(n_ch)
+        width = self._vals.shape[1]
+        tracked = (self._row >= 0) & ~self.dense  # dense channels: count 0 -> IDENTITY
+        rows = np.where(tracked, self._row, 0)
+        count = np.where(tracked, self._count[rows], 0) if self._count.size else np.zeros(n_ch, np.int64)
+        # a table only once a channel's value set has stopped growing for stable_frames frames
+        young = self.frames - self.grew < self.stable_frames
+        return alph.from_sets(self._vals.reshape(-1), rows * width, count, self.dtype, max(self.n_samples, 1 << 16),
+                              no_table=young)
