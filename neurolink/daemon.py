@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
-def run_tuned(cfg: dict[str, Any], main: Any) -> int:
+def run_tuned(cfg: dict[str, Any], main: Callable[[dict[str, Any]], Coroutine[Any, Any, int]]) -> int:
     """Run a daemon's coroutine function under its ``[runtime]`` tuning (neurolink/runtime.py).
 
     The priority is set before ``asyncio.run`` so every thread started afterwards inherits it; the
@@ -189,7 +190,7 @@ def run_tuned(cfg: dict[str, Any], main: Any) -> int:
     rt = cfg["runtime"]
     set_realtime_priority(rt["realtime_priority"])
     with CpuWakeupLatency(rt["cpu_wakeup_latency_us"]):
-        return int(asyncio.run(main(cfg)))
+        return asyncio.run(main(cfg))
 
 
 def run_subcommand(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from neurolink.lsl import make_info, pylsl
 from neurolink.netutil import free_port
-from neurolink.runtime import PM_QOS_DEVICE, CpuWakeupLatency
+from neurolink.runtime import PM_QOS_DEVICE, CpuWakeupLatency, set_realtime_priority
 from neurolink.sources.lsl_inlet import ChunkPuller
 
 FS = 30000.0
@@ -306,7 +306,8 @@ def steal_free_tail(direct: Probe, rep: Probe, warmup: float, sampler: StealSamp
         return {"added_latency_p99_steal_free_ms": None, "steal_free_seconds": None, "measured_seconds": None}
     idx = np.array_split(np.arange(skip, n), max(1, int((n - skip) // FS)))
     clean = [w for w in idx if sampler.clean(a_d[w[0]], a_r[w[-1]])]
-    added = (a_r[np.concatenate(clean)] - a_d[np.concatenate(clean)]) * 1000.0 if clean else np.empty(0)
+    keep = np.concatenate(clean) if clean else np.empty(0, np.int64)
+    added = (a_r[keep] - a_d[keep]) * 1000.0
     return {"added_latency_p99_steal_free_ms": float(np.percentile(added, 99)) if added.size else None,
             "steal_free_seconds": len(clean), "measured_seconds": len(idx)}
 
@@ -554,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
                          "root), as the daemons' runtime.cpu_wakeup_latency_us does; 0 = idle CPUs poll (in a VM a "
                          "halted vCPU can take tens of ms to wake); -1 = off")
     args = ap.parse_args(argv)
+    if not 0 <= args.realtime <= 99:
+        print(f"error: --realtime must be 0 (off) or a SCHED_FIFO priority 1..99, got {args.realtime}")
+        return 2
+    if not -1 <= args.cpu_wakeup_latency <= 1_000_000:
+        print(f"error: --cpu-wakeup-latency must be -1 (off) or 0..1000000 us, got {args.cpu_wakeup_latency}")
+        return 2
     with CpuWakeupLatency(args.cpu_wakeup_latency, key="--cpu-wakeup-latency") as qos:
         if args.cpu_wakeup_latency >= 0 and not qos.held:
             print(f"error: --cpu-wakeup-latency {args.cpu_wakeup_latency}: {PM_QOS_DEVICE} refused the request (root?)")
@@ -562,12 +569,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.realtime:
-        try:  # inherited by the worker processes (and mosquitto) started below
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
-        except (AttributeError, OSError) as exc:
-            print(f"error: --realtime {args.realtime}: cannot switch to SCHED_FIFO ({exc})")
-            return 2
+    # inherited by the worker processes (and mosquitto) started below
+    if args.realtime and not set_realtime_priority(args.realtime, key="--realtime"):
+        print(f"error: --realtime {args.realtime}: cannot switch to SCHED_FIFO (see the warning above)")
+        return 2
     if args.quick:
         args.seconds, args.warmup, args.channels = 1.0, 1.5, [16]
     bad = [t for t in args.transports if t not in ("zmq", "mqtt")]

@@ -111,3 +111,13 @@ def test_steal_free_windows_from_the_counter_samples():
     real.stop()
     if real.available:  # Linux: monotonic times, a counter that never goes back
         assert (np.diff(real.times) > 0).all() and (np.diff(real.steal) >= 0).all()
+
+
+def test_bad_tuning_flags_are_one_line_errors(capsys):
+    from neurolink.bench.latency import main
+
+    assert main(["--quick", "--realtime", "-3"]) == 2
+    assert main(["--quick", "--cpu-wakeup-latency", "-5"]) == 2
+    out = capsys.readouterr().out
+    assert "--realtime must be 0 (off) or a SCHED_FIFO priority 1..99, got -3" in out
+    assert "--cpu-wakeup-latency must be -1 (off) or 0..1000000 us, got -5" in out
