@@ -1,0 +1,305 @@
+"""Long-term (high-order) linear prefilter for archive blocks: whitens oversampled channels before the
+order-3 + neighbour predictor of :mod:`lpc` sees them.
+
+Why: 30 kHz probe and array recordings (Utah arrays, Intan/Blackrock front ends, Neuropixels-like
+probes) pass an anti-alias filter at 7.5-10 kHz, so a quarter to a half of their band is nearly empty.
+Three past samples cannot exploit that; FLAC's order-12 LPC does, and beat nl-lossless by 3.5-25 % on
+such data (docs/codecs-lossless.md, generalisation audit). Instead of widening the tuned frame kernels,
+a per-channel integer FIR of order <= MAX_ORDER runs first:
+
+    y[t] = wrap(x[t] - clamp((sum_k q[k] * x[t-1-k] + bias) >> SHIFT))
+
+(``wrap`` into the dtype's range, so ``y`` has the dtype of ``x`` and the rest of the codec is
+unchanged; the decoder inverts it exactly row by row: x[t] = wrap(y[t] + the same prediction). Samples
+before the block read as the channel's rounded mean ``m``. Weights are fitted by the encoder
+(autocorrelation + Levinson-Durbin on up to FIT_SAMPLES samples), quantised to Q14 and sent; a channel
+gets a filter only where the estimated gain over an order-3 predictor pays for its weights with a
+margin (locust tetrodes at 15 kHz, ECoG at 1 kHz: none, so their payloads are byte-identical).
+
+Integer arithmetic is done in float64 where it is exact: int16 codes times |q| < 2^20, 32 terms,
+stay below 2^41, the bias below 2^48, so sums stay < 2^53, so every product and partial sum is an exact integer whatever the summation
+order or FMA (vectorised over channels); int32 data uses int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from neurolink.codecs.lossless.lpc import get_varints, put_varints
+
+MAX_ORDER = 32
+SHIFT = 14
+MAX_Q = 1 << 20  # |q| < MAX_Q (Q14: |coefficient| < 64)
+MAX_BIAS = 1 << 58
+#: the float64 path is used only below this bias (int16 data: |sum| < 2^41 + 2^48 < 2^53, exact)
+FLOAT_BIAS = 1 << 48
+#: samples (rows x channels) the fit reads at most; rows are taken as a few spread-out runs
+FIT_SAMPLES = 1 << 21
+FIT_RUN = 4096
+#: a channel gets a filter when its estimated gain exceeds this many bits per sample (and its weights)
+MIN_GAIN_BITS = 0.1
+COEF_BITS = 20.0  # estimated cost of one weight in the table (zigzag varint of a Q14 value: ~3 bytes)
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    """Per-channel orders (n_ch,) uint8, weights (n_ch, MAX_ORDER) int64 (zero past the order),
+    bias and history mean (n_ch,) int64. Channels of order 0 pass through unchanged."""
+
+    orders: np.ndarray
+    q: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+
+    @property
+    def active(self) -> bool:
+        return bool(self.orders.any())
+
+
+@njit(cache=True, nogil=True)
+def _autocorr(x, mu, starts, win, p, r) -> None:  # pragma: no cover - numba
+    """r[k, c] += sum_t v[t,c] v[t-k,c], v = (x - mu) * win over each run [s, s + len(win)), lags 0..p.
+
+    The taper matters: a rectangular run leaks its sidelobes into the empty band above the anti-alias
+    filter, and the fitted predictor then cannot use it (2x-oversampled locust, order 32: residual
+    variance 93 with runs cut square, 33 tapered, 32.6 for an exact least-squares fit). Wide blocks:
+    vectorised over channels; narrow ones (a tetrode) channel by channel, the lags innermost."""
+    n_ch = x.shape[1]
+    run = win.shape[0]
+    if n_ch >= 16:
+        cur = np.empty(n_ch, np.float64)
+        for s in starts:
+            for t in range(run):
+                wt = win[t]
+                for c in range(n_ch):
+                    cur[c] = (x[s + t, c] - mu[c]) * wt
+                for k in range(min(p, t) + 1):
+                    wk = win[t - k]
+                    for c in range(n_ch):
+                        r[k, c] += cur[c] * ((x[s + t - k, c] - mu[c]) * wk)
+        return
+    col = np.empty(run, np.float64)
+    acc = np.zeros(p + 1, np.float64)
+    for c in range(n_ch):
+        acc[:] = 0.0
+        for s in starts:
+            for t in range(run):
+                col[t] = (x[s + t, c] - mu[c]) * win[t]
+            for t in range(run):
+                v = col[t]
+                for k in range(min(p, t) + 1):
+                    acc[k] += v * col[t - k]
+        for k in range(p + 1):
+            r[k, c] += acc[k]
+
+
+@njit(cache=True, nogil=True)
+def _levinson(r, n_rows, max_order, orders, a_out, gain_min, coef_bits) -> None:  # pragma: no cover - numba
+    """Per channel: Levinson-Durbin on r[:, c]; picks the order that maximises the estimated saving over
+    an order-3 predictor (0.5 log2(E3/Ep) bits per row, minus coef_bits per weight); 0 if it is below
+    ``gain_min`` bits per sample. Coefficients (predictor of x[t] from x[t-1-k]) into a_out[c]."""
+    p_max = r.shape[0] - 1
+    n_ch = r.shape[1]
+    a = np.zeros(p_max + 1, np.float64)
+    tmp = np.zeros(p_max + 1, np.float64)
+    best = np.zeros(p_max + 1, np.float64)
+    for c in range(n_ch):
+        orders[c] = 0
+        r0 = r[0, c]
+        if not r0 > 0:
+            continue
+        a[:] = 0.0
+        err = r0 * (1.0 + 1e-9)  # white-noise correction keeps the recursion well-posed
+        e3 = 0.0
+        gain_best = 0.0
+        p_best = 0
+        for m in range(1, max_order + 1):
+            acc = r[m, c]
+            for i in range(1, m):
+                acc -= a[i] * r[m - i, c]
+            k = acc / err
+            if not (abs(k) < 1.0):
+                break
+            for i in range(1, m):
+                tmp[i] = a[i] - k * a[m - i]
+            for i in range(1, m):
+                a[i] = tmp[i]
+            a[m] = k
+            err *= 1.0 - k * k
+            if m == 3:
+                e3 = err
+            if m > 3 and e3 > 0 and err > 0:
+                g = 0.5 * np.log2(e3 / err) * n_rows - coef_bits * (m + 2)
+                fits = True
+                for i in range(1, m + 1):
+                    if abs(a[i]) * (1 << SHIFT) >= MAX_Q - 1:
+                        fits = False
+                if g > gain_best and fits:
+                    gain_best = g
+                    p_best = m
+                    for i in range(1, m + 1):
+                        best[i] = a[i]
+        if p_best > 0 and gain_best >= gain_min * n_rows:
+            orders[c] = p_best
+            for i in range(1, p_best + 1):
+                a_out[c, i - 1] = best[i]
+
+
+def _tukey(n: int, alpha: float = 0.1) -> np.ndarray:
+    """Tukey window (cosine tapers over alpha/2 of the run at each end), as FLAC's default apodisation."""
+    w = np.ones(n)
+    m = max(1, int(alpha * (n - 1) / 2))
+    ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
+    w[:m] = ramp
+    w[n - m:] = ramp[::-1]
+    return w
+
+
+def plan(codes: np.ndarray) -> Prefilter | None:
+    """Fit a prefilter for an archive block of codes (n_s, n_ch); None when no channel gains from one."""
+    n_s, n_ch = codes.shape
+    if n_s < 8 * MAX_ORDER or n_ch == 0:
+        return None
+    rows = min(n_s, max(FIT_RUN, FIT_SAMPLES // n_ch))
+    n_runs = max(1, rows // FIT_RUN)
+    run = min(n_s, rows // n_runs)
+    starts = np.linspace(0, n_s - run, n_runs).astype(np.int64)
+    mu = codes.mean(axis=0, dtype=np.float64)
+    r = np.zeros((MAX_ORDER + 1, n_ch), np.float64)
+    _autocorr(codes, mu, starts, _tukey(run), MAX_ORDER, r)
+    orders = np.zeros(n_ch, np.uint8)
+    a = np.zeros((n_ch, MAX_ORDER), np.float64)
+    _levinson(r, float(n_s), MAX_ORDER, orders, a, MIN_GAIN_BITS, COEF_BITS)
+    if not orders.any():
+        return None
+    q = np.rint(a * (1 << SHIFT)).astype(np.int64)
+    mean = np.rint(mu).astype(np.int64)
+    # the weights are not applied to centred data: the bias carries the mean through the rounded weights
+    bias = np.rint(mu * ((1 << SHIFT) - q.sum(axis=1))).astype(np.int64) + (1 << (SHIFT - 1))
+    off = orders == 0
+    q[off] = 0
+    bias[off] = 0
+    mean[off] = 0
+    return Prefilter(orders, q, bias, mean)
+
+
+@njit(cache=True, nogil=True)
+def _run(src, dst, qt, bias, mean, p, lo, hi, inverse) -> None:  # pragma: no cover - numba
+    """Forward (x -> y) or inverse (y -> x) filter, row by row, vectorised over channels, in float64
+    (exact: see the module docstring). ``qt`` (p, n_ch) float64, ``bias``/``mean`` float64 (n_ch,).
+    The last p rows of x live in a float64 ring of 2p rows (each row converted once; the ring is
+    written twice, at i and i + p, so the p rows before any t are contiguous: no wrap-around test)."""
+    n_s, n_ch = src.shape
+    span = hi - lo + 1
+    s = np.empty(n_ch, np.float64)
+    scale = 1.0 / (1 << SHIFT)
+    ring = np.empty((2 * p + 1, n_ch), np.float64)
+    for i in range(2 * p + 1):
+        for c in range(n_ch):
+            ring[i, c] = mean[c]
+    h = p  # ring[h - 1 - k] = x[t - 1 - k]
+    for t in range(n_s):
+        for c in range(n_ch):
+            s[c] = bias[c]
+        for k in range(p):
+            row = ring[h - 1 - k]
+            qk = qt[k]
+            for c in range(n_ch):
+                s[c] += qk[c] * row[c]
+        if h == 2 * p:  # move the last p rows to the front
+            for i in range(p):
+                for c in range(n_ch):
+                    ring[i, c] = ring[p + i, c]
+            h = p
+        for c in range(n_ch):
+            pr = np.int64(np.floor(s[c] * scale))
+            pr = min(max(pr, lo), hi)
+            v = np.int64(src[t, c])
+            d = v + pr if inverse else v - pr
+            if d > hi:
+                d -= span
+            elif d < lo:
+                d += span
+            dst[t, c] = d
+            ring[h, c] = d if inverse else v
+        h += 1
+
+
+@njit(cache=True, nogil=True)
+def _run64(src, dst, q, bias, mean, orders, lo, hi, inverse) -> None:  # pragma: no cover - numba
+    """As :func:`_run` in int64 (int32 data, where float64 sums could round), per channel."""
+    n_s, n_ch = src.shape
+    span = hi - lo + 1
+    xs = dst if inverse else src
+    for t in range(n_s):
+        for c in range(n_ch):
+            s = bias[c]
+            for k in range(orders[c]):
+                tt = t - 1 - k
+                s += q[c, k] * (np.int64(xs[tt, c]) if tt >= 0 else mean[c])
+            pr = min(max(s >> SHIFT, lo), hi)
+            v = np.int64(src[t, c])
+            d = v + pr if inverse else v - pr
+            if d > hi:
+                d -= span
+            elif d < lo:
+                d += span
+            dst[t, c] = d
+
+
+def apply(codes: np.ndarray, pf: Prefilter, lo: int, hi: int, inverse: bool = False) -> np.ndarray:
+    """Forward filter (encoder) or its exact inverse (decoder); codes are in [lo, hi] (the dtype's range)."""
+    out = np.empty_like(codes)
+    p = int(pf.orders.max())
+    if hi - lo < (1 << 16) and int(np.abs(pf.bias).max(initial=0)) < FLOAT_BIAS:
+        qt = np.ascontiguousarray(pf.q[:, :p].T, np.float64)
+        _run(codes, out, qt, pf.bias.astype(np.float64), pf.mean.astype(np.float64), p, lo, hi, inverse)
+    else:
+        _run64(codes, out, pf.q, pf.bias, pf.mean, pf.orders.astype(np.int64), lo, hi, inverse)
+    return out
+
+
+def pack(pf: Prefilter, out: bytearray) -> None:
+    """n_ch order bytes, then per channel with an order: mean, bias, weights (zigzag varints)."""
+    out += pf.orders.tobytes()
+    vals = [np.concatenate(([pf.mean[c], pf.bias[c]], pf.q[c, : pf.orders[c]]))
+            for c in np.flatnonzero(pf.orders)]
+    flat = np.concatenate(vals).astype(np.int64)
+    buf = np.empty(flat.size * 10 + 1, np.uint8)
+    out += buf[: put_varints(flat, buf, 0)].tobytes()
+
+
+def unpack(blob: bytes, pos: int, n_ch: int, lo: int, hi: int, codec_id: str) -> tuple[Prefilter, int]:
+    """Inverse of :func:`pack` at ``pos``; every field range-checked before use (CodecError names it)."""
+    from neurolink.errors import CodecError
+
+    if pos + n_ch > len(blob):
+        raise CodecError(f"{codec_id}: payload truncated in field 'prefilter orders' at offset {pos}")
+    buf = np.frombuffer(blob, np.uint8)
+    orders = buf[pos : pos + n_ch].copy()
+    if n_ch and int(orders.max()) > MAX_ORDER:
+        raise CodecError(f"{codec_id}: prefilter order {int(orders.max())} > {MAX_ORDER} at offset {pos}")
+    pos += n_ch
+    o = orders.astype(np.int64)
+    n_vals = int((o + 2)[o > 0].sum())
+    if n_vals > len(blob) - pos:  # every varint is at least one byte
+        raise CodecError(f"{codec_id}: payload truncated in field 'prefilter weights' at offset {pos}")
+    vals = np.empty(n_vals, np.int64)
+    end = get_varints(buf, pos, vals)
+    if end < 0:
+        raise CodecError(f"{codec_id}: payload truncated or bad varint in field 'prefilter weights' at offset {pos}")
+    q = np.zeros((n_ch, MAX_ORDER), np.int64)
+    bias = np.zeros(n_ch, np.int64)
+    mean = np.zeros(n_ch, np.int64)
+    i = 0
+    for c in np.flatnonzero(o):
+        k = int(o[c])
+        mean[c], bias[c] = vals[i], vals[i + 1]
+        q[c, :k] = vals[i + 2 : i + 2 + k]
+        i += 2 + k
+    if (np.abs(q) >= MAX_Q).any() or (np.abs(bias) >= MAX_BIAS).any() or (mean < lo).any() or (mean > hi).any():
+        raise CodecError(f"{codec_id}: prefilter weight, bias or mean out of range in field 'prefilter weights' at offset {pos}")
+    return Prefilter(orders, q, bias, mean), end
