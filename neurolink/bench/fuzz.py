@@ -124,6 +124,36 @@ def _real_frames(max_rows: int = 3000) -> list[np.ndarray]:
     return frames
 
 
+def _oversampled(frames: list[np.ndarray], rows: int = 4800) -> np.ndarray:
+    """A 2x-oversampled (30 kHz-like, band-limited) copy of the first multi-channel recording: what makes
+    nl-lossless plan its long-term prefilter (prefilter.py), so its tables get fuzzed too."""
+    src = next((f for f in frames if f.shape[0] >= 64 and f.shape[1] > 1), frames[0])
+    x = np.resize(src.astype(np.float64), (rows // 2 + 64, src.shape[1]))
+    z = np.zeros((2 * x.shape[0], x.shape[1]))
+    z[::2] = x - x.mean(axis=0)
+    taps = np.sinc(np.arange(-32, 33) / 2) * np.hanning(65)
+    y = np.stack([np.convolve(z[:, c], taps, "same") for c in range(z.shape[1])], axis=1)[64 : 64 + rows]
+    return np.ascontiguousarray(np.clip(np.rint(y + x.mean(axis=0)), -32768, 32767).astype(np.int16))
+
+
+def _prefilter_seeds(config: dict[str, Any], frames: list[np.ndarray]) -> list[bytes]:
+    """nl-lossless payloads that carry a prefilter: an archive block, or a stream's full keyframe with the
+    table, the predicted frames after it and a keyframe that names the set."""
+    from neurolink.codecs import get_codec
+    from neurolink.codecs.lossless import codec as nlc
+
+    if config.get("mode") == "archive":
+        return [get_codec(config).encode(_oversampled(frames, 1200))]
+    ov = _oversampled(frames, 6000)
+    enc = get_codec({**config, "keyframe_interval": 40})  # 40 x 30 rows: the LPC (v4) path
+    blobs = [enc.encode(ov[i : i + 30]) for i in range(0, ov.shape[0] - 29, 30)]
+    on = [i for i, b in enumerate(blobs) if b[0] & nlc.KEY_BIT and b[1] >> 4 >= 3]
+    first = next((i for i in on if i * 30 >= nlc.PREFILTER_PLAN_ROWS - 30), None)
+    if first is None:
+        return []
+    return blobs[first : first + 3] + [blobs[i] for i in on if i > first][:1]
+
+
 def _text_frames() -> list[np.ndarray]:
     """String-stream frames as markers look: single events, JSON, unicode, empty and NUL values, several
     channels, and a regular-rate block long enough for the zstd body."""
@@ -320,6 +350,7 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
 
         nc = NeurolinkLossless()
         seeds = [nc.encode(f) for f in frames] + [nc.encode(np.ascontiguousarray(f[:, 0])) for f in frames[:6]]
+        seeds.append(nc.encode(_oversampled(frames, 1200)))  # a block with a prefilter table
         for blob in seeds:
             nc.decode(blob)
         return nc.decode, seeds, False, lambda: None
@@ -347,6 +378,8 @@ def _build(target: dict[str, Any]) -> tuple[Callable[[bytes], Any], list[bytes],
                 seeds.append(enc2.encode(f if not _wants_float(enc2) else _float_seed(enc2, f, 0)))
             except CodecError:
                 break
+    if target["config"].get("id") == "nl-lossless":
+        seeds += _prefilter_seeds(target["config"], frames)
     if not seeds:
         raise CodecError(f"{target['name']}: could not encode any seed frame")
     frame_bytes = frame_values = 0

@@ -209,3 +209,149 @@ def test_stream_keyframes_do_not_accept_the_flag():
     bad[i] |= nlc.KIND_PREFILTER
     with pytest.raises(CodecError, match="unknown predictor kind"):
         get_codec({"id": "nl-lossless", "mode": "stream"}).decode(bytes(bad))
+
+
+# --- streams: planned once from the first rows, table in full keyframes, history reset at keyframes --
+
+STREAM = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 40}  # 40 x 30 rows >= LPC_MIN_ROWS: v4
+
+
+def _frames(x: np.ndarray, frame: int = 30) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[i : i + frame]) for i in range(0, x.shape[0] - frame + 1, frame)]
+
+
+def _v3_kind(blob: bytes) -> int | None:
+    """Kind byte of a v3/v4 keyframe with an identity alphabet (None for predicted frames)."""
+    if not blob[0] & nlc.KEY_BIT or blob[1] >> 4 < 3:
+        return None
+    return blob[_kind_offset(blob)]
+
+
+def _encode(frames: list[np.ndarray], config: dict = STREAM) -> list[bytes]:
+    enc = get_codec(config)
+    return [enc.encode(f) for f in frames]
+
+
+def test_stream_switches_the_prefilter_on_and_stays_exact(monkeypatch):
+    x = oversampled(12000, 4, seed=2)
+    frames = _frames(x)
+    blobs = _encode(frames)
+    dec = get_codec(STREAM)
+    for f, b in zip(frames, blobs, strict=True):
+        assert np.array_equal(dec.decode(b), f)
+    kinds = [(i, _v3_kind(b)) for i, b in enumerate(blobs) if _v3_kind(b) is not None]
+    on = [i for i, k in kinds if k & nlc.KIND_V3_PREFILTER]
+    switch = -(-nlc.PREFILTER_PLAN_ROWS // 30) - 1  # the frame that completes the planning rows
+    assert on and on[0] == switch, (on[:3], switch)
+    assert kinds[-1][1] & nlc.KIND_V3_PREFILTER  # and it stays on
+    # full keyframes carry the table; the others only name it
+    full = [i for i, k in kinds if k & nlc.KIND_V3_PREFILTER and k & 7 == nlc.KIND_LPC]
+    assert full[0] == switch and len(full) < len(on)
+    with monkeypatch.context() as m:
+        m.setattr(nlc, "PREFILTER_PLAN_ROWS", 10**9)
+        plain = _encode(frames)
+    after = slice(switch + 1, None)
+    assert sum(map(len, blobs[after])) < 0.9 * sum(map(len, plain[after]))
+
+
+def test_stream_loss_and_late_joiners():
+    x = oversampled(21000, 3, seed=4)  # 700 frames: full keyframes every 10 x 40 frames after the switch
+    frames = _frames(x)
+    blobs = _encode(frames)
+    switch = -(-nlc.PREFILTER_PLAN_ROWS // 30) - 1
+    ref = get_codec(STREAM)
+    ref_out = [ref.decode(b) for b in blobs]
+    # lose the switch keyframe (it carries the table): nothing decodes until a full keyframe
+    dec = get_codec(STREAM)
+    for b in blobs[:switch]:
+        dec.decode(b)
+    resumed = None
+    for i in range(switch + 1, len(blobs)):
+        try:
+            y = dec.decode(blobs[i])
+        except Exception as err:  # MissingReferenceError until a keyframe with the table (or its set)
+            assert type(err).__name__ == "MissingReferenceError", err
+            assert resumed is None, f"frame {i} failed after decoding resumed at {resumed}"
+            continue
+        resumed = i if resumed is None else resumed
+        assert np.array_equal(y, ref_out[i]) and np.array_equal(y, frames[i])
+    assert resumed is not None and _v3_kind(blobs[resumed]) & 7 == nlc.KIND_LPC
+    # a receiver joining at a later full keyframe decodes exactly from there
+    kinds = {i: _v3_kind(b) for i, b in enumerate(blobs)}
+    j = [i for i, k in kinds.items() if k is not None and k & 7 == nlc.KIND_LPC and i > switch + 40][0]
+    late = get_codec(STREAM)
+    for i in range(j, len(blobs)):
+        assert np.array_equal(late.decode(blobs[i]), frames[i])
+
+
+def test_reset_keeps_the_plan_and_a_fresh_decoder_follows():
+    """The sender resets its codec on every level switch: the plan survives, the first keyframe after the
+    reset carries the table and decodes on a decoder that never saw the stream."""
+    x = oversampled(9000, 2, seed=6)
+    frames = _frames(x)
+    enc = get_codec(STREAM)
+    for f in frames[:200]:
+        enc.encode(f)
+    enc.reset()
+    first = enc.encode(frames[200])
+    assert _v3_kind(first) & nlc.KIND_V3_PREFILTER and _v3_kind(first) & 7 == nlc.KIND_LPC
+    dec = get_codec(STREAM)
+    assert np.array_equal(dec.decode(first), frames[200])
+    for f in frames[201:]:
+        assert np.array_equal(dec.decode(enc.encode(f)), f)
+
+
+def test_shape_change_drops_the_prefilter():
+    enc = get_codec(STREAM)
+    dec = get_codec(STREAM)
+    for f in _frames(oversampled(6000, 4, seed=7)):
+        assert np.array_equal(dec.decode(enc.encode(f)), f)
+    other = _frames(oversampled(600, 5, seed=8))
+    for f in other:
+        b = enc.encode(f)
+        k = _v3_kind(b)
+        assert k is None or not k & nlc.KIND_V3_PREFILTER  # 600 rows: not planned yet for 5 channels
+        assert np.array_equal(dec.decode(b), f)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data not present (real recordings)")
+def test_real_tetrode_stream_is_unchanged(monkeypatch):
+    """15 kHz tetrodes: no prefilter, so the stream's bytes are those of the codec without it."""
+    x = np.ascontiguousarray(np.load(DATA / "locust_tetrode_trial01.npy", mmap_mode="r")[:9000])
+    frames = _frames(x, 15)
+    cfg = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 100}
+    with_pf = _encode(frames, cfg)
+    with monkeypatch.context() as m:
+        m.setattr(nlc, "PREFILTER_PLAN_ROWS", 10**9)
+        assert _encode(frames, cfg) == with_pf
+
+
+def test_stream_keyframe_tampering():
+    x = oversampled(9000, 2, seed=10)
+    frames = _frames(x)
+    blobs = _encode(frames)
+    kinds = {i: _v3_kind(b) for i, b in enumerate(blobs)}
+    full = [i for i, k in kinds.items() if k is not None and k & nlc.KIND_V3_PREFILTER and k & 7 == nlc.KIND_LPC][0]
+    ref = [i for i, k in kinds.items() if k is not None and k & nlc.KIND_V3_PREFILTER and k & 7 == nlc.KIND_LPC_REF][0]
+    # a reference keyframe before any table: wait for a full keyframe
+    with pytest.raises(Exception, match="weight set"):
+        get_codec(STREAM).decode(blobs[ref])
+    # the same keyframe without the prefilter bit names another set
+    dec = get_codec(STREAM)
+    dec.decode(blobs[full])
+    bad = bytearray(blobs[ref])
+    bad[_kind_offset(blobs[ref])] &= ~nlc.KIND_V3_PREFILTER
+    with pytest.raises(Exception, match="weight set"):
+        dec.decode(bytes(bad))
+    # a changed byte in the table: the signature no longer matches (or a field is out of range)
+    b = bytearray(blobs[full])
+    k = _kind_offset(blobs[full])
+    n_weights_end = len(b) - len(blobs[full]) + k + 4  # kind, 3 signature bytes, then the weights
+    for pos in range(n_weights_end, min(len(b), n_weights_end + 40)):
+        t = bytearray(b)
+        t[pos] ^= 0x04
+        try:
+            y = get_codec(STREAM).decode(bytes(t))
+        except CodecError:
+            continue
+        assert y.shape == frames[full].shape

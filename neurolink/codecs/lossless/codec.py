@@ -70,6 +70,11 @@ LPC_MIN_ROWS = 1000
 #: archive: the predictor kind is chosen by trial-encoding this many samples of the block both ways
 ARCHIVE_TRIAL_SAMPLES = 32768
 COUNTER_MOD = 64
+#: v3/v4 keyframes: bit 3 of the kind byte = the stream runs a prefilter (prefilter.py); a full keyframe
+#: carries its table after the weights, and the weight-set signature covers both
+KIND_V3_PREFILTER = 0x08
+#: streams plan their prefilter once, from their first rows (at least this many, ~0.14 s at 30 kHz)
+PREFILTER_PLAN_ROWS = 4096
 #: archive: a planned prefilter is kept only if a trial encode of a prefix this long (rows, or samples
 #: over all channels, whichever is more) comes out smaller with it
 PREFILTER_TRIAL_ROWS = 2048
@@ -220,13 +225,14 @@ class _State3(_State2):
         self.pfx = np.ones(n_ch, np.int64)  # CODER_PREFIX: per channel 1 prefix code, 0 Rice
         self.wtab: bytes | np.ndarray | None = None  # encoder: the weights as sent (drop byte + varints), if packed ahead
         self.khead: tuple[int, bytes] = (-1, b"")  # encoder: (n_samples, keyframe header bytes 1.. up to it)
+        self.sf: prefilter.StreamFilter | None = None  # the stream's prefilter (history reset at keyframes)
 
     def copy(self) -> _State3:
         s = _State3.__new__(_State3)
         self._copy_into(s)
         s.index, s.wsig, s.full, s.coder, s.pfx = self.index, self.wsig, self.full, self.coder, self.pfx
         s.run_index = self.run_index
-        s.wtab, s.khead = self.wtab, self.khead
+        s.wtab, s.khead, s.sf = self.wtab, self.khead, self.sf
         return s
 
 
@@ -356,9 +362,19 @@ class NlLossless(Codec):
         self._keys_since_full = 0
         self._keys_total = 0
         #: decoder: last full v3 weight set (signature, n_channels, dtype, :meth:`_State2.weights`)
-        self._wset: tuple[int, int, np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._wset: tuple[int, int, np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                          prefilter.StreamFilter | None] | None = None
         self._spare3: _State3 | None = None  # decoder: v3 state object reused by the next keyframe
         self._code_cost: np.ndarray | None = None  # encoder: per channel (Rice, prefix) bits so far
+        # encoder: the prefilter is planned once per stream shape from its first rows and survives reset()
+        # (the sender resets on every level switch; the filter describes the recording, like its rate)
+        if not hasattr(self, "_sf"):
+            self._sf: prefilter.StreamFilter | None = None
+            self._pf_shape: tuple[int, np.dtype] | None = None
+        self._pf_rows: list[np.ndarray] = []
+        self._pf_n = 0
+        self._pf_out: np.ndarray | None = None
+        self._pf_warm: np.ndarray | None = None  # the planning rows as filtered: the core's first fit
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
@@ -398,6 +414,8 @@ class NlLossless(Codec):
             self._enc = None
         assert self._tracker is not None and self._fitter is not None
         self._tracker.update(x)
+        if self._pf_shape != (n_ch, dt):
+            self._collect_prefilter(x)
         key = self._enc is None or self._since_key >= self.keyframe_interval
         # v3 predicted frames carry no length: a different frame length starts a keyframe
         key = key or (isinstance(self._enc, _State3) and self._enc.last_n != n_s)
@@ -420,8 +438,23 @@ class NlLossless(Codec):
                 codes, miss = alph.to_codes(x, alpha)
                 if miss.any():  # cannot happen: the tracker has seen x
                     raise CodecError("nl-lossless: internal error, alphabet misses keyframe values")
+            sf = self._sf if trivial and n_s * self.keyframe_interval >= LPC_MIN_ROWS else None
+            if sf is not None:
+                sf.reset()  # a keyframe decodes alone: the history is the means again
+                codes = self._filtered(codes, sf)
+            prev_sf = prev.sf if isinstance(prev, _State3) else None
+            if sf is not prev_sf and not first:
+                # the core predicted the other signal until now (x instead of y): its statistics start
+                # over, from the planning rows as filtered (else from this frame alone), and this
+                # keyframe sends the new weights
+                self._fitter = _Fitter(n_ch, self.keyframe_interval, WEIGHT_DROP)
+                self._keys_since_full = FULL_EVERY
+                warm = self._pf_warm
+                if sf is not None and warm is not None and warm.shape[1] == n_ch:
+                    self._fitter.observe(warm, np.zeros((n_ch, 3), np.int64), full=True)
+            self._pf_warm = None
             fitter = self._fitter
-            if first or (prev is not None and not same_alpha and not trivial):
+            if first or sf is not prev_sf or (prev is not None and not same_alpha and not trivial):
                 fitter.observe(codes, np.zeros((n_ch, 3), np.int64), full=True)
             else:
                 fitter.observe(codes, prev.hist, full=False)  # type: ignore[union-attr]
@@ -456,6 +489,7 @@ class NlLossless(Codec):
                         st.coefs = ((fitter.take()[None] + half) >> WEIGHT_DROP) << WEIGHT_DROP
                         st.wsig = _weight_sig(st.coefs)
                         st.wtab = None
+                st.sf = sf
                 self._enc = st
                 if n_s * n_ch <= PREFIX_MAX_SAMPLES:
                     st.coder = CODER_PREFIX
@@ -474,6 +508,9 @@ class NlLossless(Codec):
                 self._enc.framing = 2
             self._since_key = 0
         else:
+            sf = self._enc.sf if isinstance(self._enc, _State3) else None
+            if sf is not None:
+                codes = self._filtered(codes, sf)
             self._fitter.observe(codes, self._enc.hist, full=False)  # type: ignore[union-attr, arg-type]
         self._since_key += 1
         b0 = (KEY_BIT if key else 0) | (self._counter % COUNTER_MOD)
@@ -510,14 +547,17 @@ class NlLossless(Codec):
             st.khead = (n_s, bytes(h))
         head = bytearray((b0,))
         head += st.khead[1]
-        head.append((KIND_LPC if st.full else KIND_LPC_REF) | (st.coder << 4))
-        head += st.wsig.to_bytes(3, "little")
+        sf = st.sf
+        head.append((KIND_LPC if st.full else KIND_LPC_REF) | (st.coder << 4) | (KIND_V3_PREFILTER if sf is not None else 0))
+        head += (st.wsig ^ (sf.crc & 0xFFFFFF) if sf is not None else st.wsig).to_bytes(3, "little")
         if st.full:
             if st.wtab is None:
                 wtab = self._tab_buffer(st.coefs.size * 10 + 16)
                 wtab[0] = WEIGHT_DROP
                 st.wtab = wtab[: lpc.put_varints(st.coefs.reshape(-1) >> WEIGHT_DROP, wtab, 1)].tobytes()
             head += st.wtab.data if isinstance(st.wtab, np.ndarray) else st.wtab
+            if sf is not None:
+                head += sf.table
         h = len(head) + n_ch  # the Rice k bytes follow: written by encode_frame (lpc.key_rice)
         out = self._out_buffer(h + n_s * n_ch * worst + 16)
         out.data[: h - n_ch] = head
@@ -561,6 +601,47 @@ class NlLossless(Codec):
         if lpc_cost > len(trial_sel):
             return sel_st
         return _State2(n_ch, dt, alpha, fit.fit_block(codes, ARCHIVE_SEG))
+
+    def _collect_prefilter(self, x: np.ndarray) -> None:
+        """Stream encoder: keep the first PREFILTER_PLAN_ROWS rows, then plan the prefilter once (one
+        frame pays ~10-60 ms once; the trial is the archive's). Only int16 streams with an identity
+        alphabet whose frames take the LPC path."""
+        n_s, n_ch = x.shape
+        dt = x.dtype
+        if dt != np.int16 or n_ch == 0 or n_s * self.keyframe_interval < LPC_MIN_ROWS:
+            self._pf_shape, self._sf = (n_ch, dt), None
+            return
+        self._sf = None  # collecting for this shape: a filter planned for another one is void
+        if self._pf_rows and (self._pf_rows[0].shape[1] != n_ch or self._pf_rows[0].dtype != dt):
+            self._pf_rows, self._pf_n = [], 0
+        self._pf_rows.append(x.copy())
+        self._pf_n += n_s
+        if self._pf_n < PREFILTER_PLAN_ROWS:
+            return
+        buf = np.concatenate(self._pf_rows)
+        self._pf_rows, self._pf_n = [], 0
+        self._pf_shape, self._sf = (n_ch, dt), None
+        assert self._tracker is not None
+        alpha = self._tracker.alphabet()
+        if not alpha.trivial:
+            return
+        pf = prefilter.plan(buf, prefilter.STREAM_ROW_BUDGET // n_ch)
+        if pf is None:
+            return
+        filtered = prefilter.apply(buf, pf, _DT[dt][2], _DT[dt][3])
+        if NlLossless("archive")._prefilter_pays(buf, filtered, alpha, dt, pf):
+            self._sf = prefilter.StreamFilter(pf)
+            self._pf_warm = np.ascontiguousarray(filtered[-min(len(filtered), max(256, fit.FIT_WARM_SAMPLES // n_ch)):])
+            self.request_keyframe()  # this frame: a full keyframe with the table and new weights
+
+    def _filtered(self, codes: np.ndarray, sf: prefilter.StreamFilter) -> np.ndarray:
+        """The frame through the stream's prefilter, into a reused buffer (the caller's frame is not touched)."""
+        out = self._pf_out
+        if out is None or out.shape != codes.shape or out.dtype != codes.dtype:
+            out = self._pf_out = np.empty_like(codes)
+        _, _, lo, hi, _ = _DT[codes.dtype]
+        sf.run(codes, out, lo, hi, False)
+        return out
 
     def _prefilter_pays(self, codes: np.ndarray, filtered: np.ndarray, alpha: alph.Alphabet, dt: np.dtype,
                         pf: prefilter.Prefilter) -> bool:
@@ -730,16 +811,21 @@ class NlLossless(Codec):
         check_decoded_size(cid, n_s, n_ch, st.dtype.itemsize)
         kind = rd.byte("kind")
         st.coder = kind >> 4
-        if kind & 15 not in (KIND_LPC, KIND_LPC_REF) or st.coder not in (CODER_RICE, CODER_PREFIX):
+        has_pf = bool(kind & KIND_V3_PREFILTER)
+        if kind & 7 not in (KIND_LPC, KIND_LPC_REF) or st.coder not in (CODER_RICE, CODER_PREFIX):
             raise CodecError(f"{cid}: unknown version-3 predictor kind/coder 0x{kind:02x} at offset {rd.pos - 1}")
-        kind &= 15
+        if has_pf and st.dtype != np.int16:
+            raise CodecError(f"{cid}: prefilter on a {st.dtype.name} stream (int16 only) at offset {rd.pos - 1}")
+        kind &= 7
         sig = int.from_bytes(rd.take(3, "weight set signature"), "little")
         buf = np.frombuffer(blob, np.uint8)
         wset = self._wset
+        sf: prefilter.StreamFilter | None = None
         if kind == KIND_LPC_REF:
-            if wset is None or wset[0] != sig or wset[1] != n_ch:
+            if wset is None or wset[0] != sig or wset[1] != n_ch or (wset[4] is not None) != has_pf:
                 raise MissingReferenceError(f"{cid}: keyframe uses weight set {sig:06x}, not received: waiting for a full keyframe")
             coefs = None
+            sf = wset[4]
             pos = rd.pos
             if pos + n_ch > len(blob):
                 raise CodecError(f"{cid}: payload truncated in field 'rice k' at offset {pos}")
@@ -758,7 +844,19 @@ class NlLossless(Codec):
                 raise CodecError(f"{cid}: predictor weight out of range in field 'weights' at offset {rd.pos}")
             if pos < 0 or pos + n_ch > len(blob):
                 raise CodecError(f"{cid}: payload truncated or bad varint in field 'weights' at offset {rd.pos}")
-            if _weight_sig(coefs) != sig:
+            expect = _weight_sig(coefs)
+            if has_pf:
+                start = pos
+                pf, pos = prefilter.unpack(blob, pos, n_ch, -32768, 32767, cid)
+                sf = prefilter.StreamFilter(pf)
+                if not prefilter._float_ok(pf, -32768, 32767):
+                    raise CodecError(f"{cid}: prefilter bias out of range for a stream at offset {start}")
+                if sf.table != blob[start:pos]:  # canonical encoding only: the signature covers these bytes
+                    raise CodecError(f"{cid}: non-canonical prefilter table at offset {start}")
+                if pos + n_ch > len(blob):
+                    raise CodecError(f"{cid}: payload truncated in field 'rice k' at offset {pos}")
+                expect ^= sf.crc & 0xFFFFFF
+            if expect != sig:
                 raise CodecError(f"{cid}: weight set signature mismatch at offset {rd.pos}: corrupt weights")
         if st.pfx.shape[0] != n_ch:
             st.pfx = np.ones(n_ch, np.int64)
@@ -774,6 +872,9 @@ class NlLossless(Codec):
         st.index = blob[0] & (COUNTER_MOD - 1) if st.run_index else 0
         st.last_n = n_s
         st.seg = max(n_s, 1)
+        st.sf = sf
+        if sf is not None:
+            sf.reset()
         size = len(blob) - pos
         _check_bits(cid, n_s, n_ch, size, pos)
         if not (n_s and n_ch):
@@ -784,7 +885,7 @@ class NlLossless(Codec):
             raise CodecError(f"{cid}: Rice parameter {kmax} > {lpc.MAX_K} at offset {kpos}")
         self._check_end(end, size, pos, n_s, n_ch)
         if coefs is not None or wset[2] != st.dtype:  # type: ignore[index]
-            self._wset = (sig, n_ch, st.dtype, st.weights())
+            self._wset = (sig, n_ch, st.dtype, st.weights(), sf)
         return y, st
 
     def _read_weights(self, blob: bytes, buf: np.ndarray, rd: Reader, n_seg: int, n_ch: int,
@@ -840,6 +941,8 @@ class NlLossless(Codec):
             raise CodecError(f"{self.codec_id}: corrupt payload, decoded value out of the {st.dtype.name} range")
         if pf is not None:
             codes = prefilter.apply(codes, pf, lo, hi, inverse=True)
+        elif isinstance(st, _State3) and st.sf is not None:
+            st.sf.run(codes, codes, lo, hi, True)  # in place: each sample is read before it is written
         if st.trivial:
             return codes, end
         return alph.from_codes(codes, st.alpha, st.dtype, self.codec_id), end

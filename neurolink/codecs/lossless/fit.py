@@ -15,6 +15,8 @@ from neurolink.codecs.lossless.lpc import MAX_BIAS, MAX_W, N_COEF, N_W, SHIFT
 
 N_FEAT = N_COEF + 1  # features + target
 MIN_ROWS = 24  # below this many rows a fit is noise: fall back to the previous-sample predictor
+#: a stream that switches its prefilter on refits the core on this many samples of the planning rows
+FIT_WARM_SAMPLES = 1 << 18
 FIT_STEP = 3  # archive fits use every 3rd row: 1/3 of the cost, ~0.0005 bit/sample worse (measured)
 
 

@@ -23,6 +23,7 @@ order or FMA (vectorised over channels); int32 data uses int64.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,10 @@ FIT_SAMPLES = 1 << 21
 FIT_RUN = 4096
 #: a channel gets a filter when its estimated gain exceeds this many bits per sample (and its weights)
 MIN_GAIN_BITS = 0.1
-COEF_BITS = 20.0  # estimated cost of one weight in the table (zigzag varint of a Q14 value: ~3 bytes)
+COEF_BITS = 20.0
+#: streams: order x channels per row at most (the filter runs in both directions on every 1 ms frame;
+#: 8192 multiply-adds a row is ~80-100 us per 30-row frame each way: order 8 at 1024 channels, 32 at 256)
+STREAM_ROW_BUDGET = 8192  # estimated cost of one weight in the table (zigzag varint of a Q14 value: ~3 bytes)
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,12 @@ def _tukey(n: int, alpha: float = 0.1) -> np.ndarray:
     return w
 
 
-def plan(codes: np.ndarray) -> Prefilter | None:
-    """Fit a prefilter for an archive block of codes (n_s, n_ch); None when no channel gains from one."""
+def plan(codes: np.ndarray, max_order: int = MAX_ORDER) -> Prefilter | None:
+    """Fit a prefilter for a block of codes (n_s, n_ch) with orders <= ``max_order``; None when no channel
+    gains from one."""
     n_s, n_ch = codes.shape
-    if n_s < 8 * MAX_ORDER or n_ch == 0:
+    max_order = min(max_order, MAX_ORDER)
+    if n_s < 8 * MAX_ORDER or n_ch == 0 or max_order < 4:
         return None
     rows = min(n_s, max(FIT_RUN, FIT_SAMPLES // n_ch))
     n_runs = max(1, rows // FIT_RUN)
@@ -172,7 +178,7 @@ def plan(codes: np.ndarray) -> Prefilter | None:
     _autocorr(codes, mu, starts, _tukey(run), MAX_ORDER, r)
     orders = np.zeros(n_ch, np.uint8)
     a = np.zeros((n_ch, MAX_ORDER), np.float64)
-    _levinson(r, float(n_s), MAX_ORDER, orders, a, MIN_GAIN_BITS, COEF_BITS)
+    _levinson(r, float(n_s), max_order, orders, a, MIN_GAIN_BITS, COEF_BITS)
     if not orders.any():
         return None
     q = np.rint(a * (1 << SHIFT)).astype(np.int64)
@@ -187,45 +193,63 @@ def plan(codes: np.ndarray) -> Prefilter | None:
 
 
 @njit(cache=True, nogil=True)
-def _run(src, dst, qt, bias, mean, p, lo, hi, inverse) -> None:  # pragma: no cover - numba
+def _run(src, dst, qt, bias, p, lo, hi, inverse, ring, h) -> int:  # pragma: no cover - numba
     """Forward (x -> y) or inverse (y -> x) filter, row by row, vectorised over channels, in float64
-    (exact: see the module docstring). ``qt`` (p, n_ch) float64, ``bias``/``mean`` float64 (n_ch,).
-    The last p rows of x live in a float64 ring of 2p rows (each row converted once; the ring is
-    written twice, at i and i + p, so the p rows before any t are contiguous: no wrap-around test)."""
+    (exact: see the module docstring). ``qt`` (p, n_ch) float64, ``bias`` float64 (n_ch,).
+    The last p rows of x live in ``ring`` (2p + 1, n_ch) float64, row ``h - 1`` the most recent (each
+    row converted once; rows are written at h and moved to the front when the ring is full, so the p
+    rows before any t are contiguous: no wrap-around test). Returns the new ``h`` (streams carry the
+    ring from frame to frame; :func:`reset_ring` starts it over)."""
     n_s, n_ch = src.shape
-    span = hi - lo + 1
+    fspan = np.float64(hi - lo + 1)
+    flo = np.float64(lo)
+    fhi = np.float64(hi)
     s = np.empty(n_ch, np.float64)
     scale = 1.0 / (1 << SHIFT)
-    ring = np.empty((2 * p + 1, n_ch), np.float64)
-    for i in range(2 * p + 1):
-        for c in range(n_ch):
-            ring[i, c] = mean[c]
-    h = p  # ring[h - 1 - k] = x[t - 1 - k]
     for t in range(n_s):
         for c in range(n_ch):
             s[c] = bias[c]
-        for k in range(p):
-            row = ring[h - 1 - k]
-            qk = qt[k]
+        for k in range(0, p, 4):  # p is a multiple of 4 (StreamFilter pads): one load/store of s per 4 terms
+            i0 = h - 1 - k
             for c in range(n_ch):
-                s[c] += qk[c] * row[c]
-        if h == 2 * p:  # move the last p rows to the front
+                s[c] += ((qt[k, c] * ring[i0, c] + qt[k + 1, c] * ring[i0 - 1, c])
+                         + (qt[k + 2, c] * ring[i0 - 2, c] + qt[k + 3, c] * ring[i0 - 3, c]))
+        if h == 2 * p + 1:  # move the last p rows to the front
             for i in range(p):
                 for c in range(n_ch):
-                    ring[i, c] = ring[p + i, c]
+                    ring[i, c] = ring[p + 1 + i, c]
             h = p
-        for c in range(n_ch):
-            pr = np.int64(np.floor(s[c] * scale))
-            pr = min(max(pr, lo), hi)
-            v = np.int64(src[t, c])
-            d = v + pr if inverse else v - pr
-            if d > hi:
-                d -= span
-            elif d < lo:
-                d += span
-            dst[t, c] = d
-            ring[h, c] = d if inverse else v
+        # the rest in float64 too (exact integers), branch-free: it vectorises (the int64 version with
+        # branches cost ~3x the multiply-adds at order 8)
+        rh = ring[h]
+        if inverse:
+            for c in range(n_ch):
+                pr = min(max(np.floor(s[c] * scale), flo), fhi)
+                d = src[t, c] + pr
+                d = d - fspan if d > fhi else d
+                d = d + fspan if d < flo else d
+                dst[t, c] = np.int32(d)
+                rh[c] = d
+        else:
+            for c in range(n_ch):
+                pr = min(max(np.floor(s[c] * scale), flo), fhi)
+                v = np.float64(src[t, c])
+                d = v - pr
+                d = d - fspan if d > fhi else d
+                d = d + fspan if d < flo else d
+                dst[t, c] = np.int32(d)
+                rh[c] = v
         h += 1
+    return h
+
+
+@njit(cache=True, nogil=True)
+def reset_ring(ring, mean, p) -> int:  # pragma: no cover - numba
+    """History before a block or keyframe: every row the channel's mean. Returns the start ``h``."""
+    for i in range(ring.shape[0]):
+        for c in range(ring.shape[1]):
+            ring[i, c] = mean[c]
+    return p
 
 
 @njit(cache=True, nogil=True)
@@ -250,16 +274,48 @@ def _run64(src, dst, q, bias, mean, orders, lo, hi, inverse) -> None:  # pragma:
             dst[t, c] = d
 
 
+def _float_ok(pf: Prefilter, lo: int, hi: int) -> bool:
+    return hi - lo < (1 << 16) and int(np.abs(pf.bias).max(initial=0)) < FLOAT_BIAS
+
+
 def apply(codes: np.ndarray, pf: Prefilter, lo: int, hi: int, inverse: bool = False) -> np.ndarray:
-    """Forward filter (encoder) or its exact inverse (decoder); codes are in [lo, hi] (the dtype's range)."""
+    """Forward filter (encoder) or its exact inverse (decoder) of a whole block; codes are in [lo, hi]
+    (the dtype's range); samples before the block read as the channel's mean."""
     out = np.empty_like(codes)
-    p = int(pf.orders.max())
-    if hi - lo < (1 << 16) and int(np.abs(pf.bias).max(initial=0)) < FLOAT_BIAS:
-        qt = np.ascontiguousarray(pf.q[:, :p].T, np.float64)
-        _run(codes, out, qt, pf.bias.astype(np.float64), pf.mean.astype(np.float64), p, lo, hi, inverse)
+    if _float_ok(pf, lo, hi):
+        f = StreamFilter(pf)
+        f.run(codes, out, lo, hi, inverse)
     else:
         _run64(codes, out, pf.q, pf.bias, pf.mean, pf.orders.astype(np.int64), lo, hi, inverse)
     return out
+
+
+class StreamFilter:
+    """A prefilter with its history carried across calls (stream frames; int16 streams only: the
+    float64 path). :meth:`reset` at every keyframe: the history is the channel means again, so a
+    keyframe decodes alone."""
+
+    def __init__(self, pf: Prefilter) -> None:
+        self.pf = pf
+        self.p = -(-max(1, int(pf.orders.max())) // 4) * 4  # padded with zero weights for the kernel
+        qt = np.zeros((self.p, pf.orders.shape[0]), np.float64)
+        used = min(self.p, MAX_ORDER)
+        qt[:used] = pf.q[:, :used].T
+        self.qt = qt
+        self.bias = pf.bias.astype(np.float64)
+        self.mean = pf.mean.astype(np.float64)
+        self.ring = np.empty((2 * self.p + 1, pf.orders.shape[0]), np.float64)
+        self.h = reset_ring(self.ring, self.mean, self.p)
+        tab = bytearray()
+        pack(pf, tab)
+        self.table = bytes(tab)  # as sent in a full keyframe
+        self.crc = zlib.crc32(self.table)
+
+    def reset(self) -> None:
+        self.h = reset_ring(self.ring, self.mean, self.p)
+
+    def run(self, src: np.ndarray, dst: np.ndarray, lo: int, hi: int, inverse: bool) -> None:
+        self.h = _run(src, dst, self.qt, self.bias, self.p, lo, hi, inverse, self.ring, self.h)
 
 
 def pack(pf: Prefilter, out: bytearray) -> None:
@@ -267,7 +323,7 @@ def pack(pf: Prefilter, out: bytearray) -> None:
     out += pf.orders.tobytes()
     vals = [np.concatenate(([pf.mean[c], pf.bias[c]], pf.q[c, : pf.orders[c]]))
             for c in np.flatnonzero(pf.orders)]
-    flat = np.concatenate(vals).astype(np.int64)
+    flat = np.concatenate(vals).astype(np.int64) if vals else np.zeros(0, np.int64)
     buf = np.empty(flat.size * 10 + 1, np.uint8)
     out += buf[: put_varints(flat, buf, 0)].tobytes()
 
