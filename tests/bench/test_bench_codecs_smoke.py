@@ -21,4 +21,12 @@ def test_bench_codecs_quick(tmp_path, capsys):
     for rec in res["recordings"].values():
         for name, r in rec["codecs"].items():
             assert r["exact"], name
+    # the derived 30 kHz rows (the 15 kHz tetrodes resampled): round trips exact, the prefilter at work
+    derived = res["derived_30khz"]
+    assert derived, "no 10-20 kHz recording to derive a 30 kHz row from"
+    for rec in derived.values():
+        assert rec["fs"] >= 20000
+        for name, r in rec["codecs"].items():
+            assert r["exact"], name
+        assert rec["codecs"]["nl-lossless archive"]["ratio"] > rec["codecs"]["nl-lossless stream (1 ms)"]["ratio"] * 0.9
     assert "nl-lossless archive" in capsys.readouterr().out

@@ -401,9 +401,8 @@ class NlLossless(Codec):
             codes, _ = alph.to_codes(x, alpha)
             pf = prefilter.plan(codes)
             if pf is not None:
-                filtered = prefilter.apply(codes, pf, _DT[dt][2], _DT[dt][3])
-                if self._prefilter_pays(codes, filtered, alpha, dt, pf):
-                    codes = filtered
+                if self._prefilter_pays(codes, alpha, dt, pf):
+                    codes = prefilter.apply(codes, pf, _DT[dt][2], _DT[dt][3])
                 else:
                     pf = None
             return self._emit2(KEY_BIT | ARCHIVE_BIT, True, codes, self._archive_state(codes, alpha, dt), ARCHIVE_SEG, pf)
@@ -628,9 +627,9 @@ class NlLossless(Codec):
         pf = prefilter.plan(buf, prefilter.STREAM_ROW_BUDGET // n_ch)
         if pf is None:
             return
-        filtered = prefilter.apply(buf, pf, _DT[dt][2], _DT[dt][3])
-        if NlLossless("archive")._prefilter_pays(buf, filtered, alpha, dt, pf):
+        if NlLossless("archive")._prefilter_pays(buf, alpha, dt, pf):
             self._sf = prefilter.StreamFilter(pf)
+            filtered = prefilter.apply(buf, pf, _DT[dt][2], _DT[dt][3])
             self._pf_warm = np.ascontiguousarray(filtered[-min(len(filtered), max(256, fit.FIT_WARM_SAMPLES // n_ch)):])
             self.request_keyframe()  # this frame: a full keyframe with the table and new weights
 
@@ -643,8 +642,7 @@ class NlLossless(Codec):
         sf.run(codes, out, lo, hi, False)
         return out
 
-    def _prefilter_pays(self, codes: np.ndarray, filtered: np.ndarray, alpha: alph.Alphabet, dt: np.dtype,
-                        pf: prefilter.Prefilter) -> bool:
+    def _prefilter_pays(self, codes: np.ndarray, alpha: alph.Alphabet, dt: np.dtype, pf: prefilter.Prefilter) -> bool:
         """Trial-encode a prefix of the block with and without the prefilter: its estimate compares
         against an order-3 predictor alone, while the codec also predicts from the neighbour channel
         (ECoG at 1 kHz: the estimate promised ~0.05 bit/sample, the payload grew 0.1 %)."""
@@ -653,8 +651,9 @@ class NlLossless(Codec):
         b0 = KEY_BIT | ARCHIVE_BIT
         pre = codes[:n_pre]
         plain = len(self._emit2(b0, True, pre, self._archive_state(pre, alpha, dt), ARCHIVE_SEG))
-        pre = filtered[:n_pre]
-        with_pf = len(self._emit2(b0, True, pre, self._archive_state(pre, alpha, dt), ARCHIVE_SEG, pf))
+        pre = prefilter.apply(pre, pf, _DT[dt][2], _DT[dt][3])
+        # the filtered codes are near-white: LPC (no SELECT trial; SELECT's fixed polynomials lose there)
+        with_pf = len(self._emit2(b0, True, pre, _State2(n_ch, dt, alpha, fit.fit_block(pre, ARCHIVE_SEG)), ARCHIVE_SEG, pf))
         tab = bytearray()
         prefilter.pack(pf, tab)
         return (with_pf - len(tab)) * n_s / n_pre + len(tab) < PREFILTER_MIN_GAIN * plain * n_s / n_pre

@@ -37,9 +37,11 @@ MAX_Q = 1 << 20  # |q| < MAX_Q (Q14: |coefficient| < 64)
 MAX_BIAS = 1 << 58
 #: the float64 path is used only below this bias (int16 data: |sum| < 2^41 + 2^48 < 2^53, exact)
 FLOAT_BIAS = 1 << 48
-#: samples (rows x channels) the fit reads at most; rows are taken as a few spread-out runs
-FIT_SAMPLES = 1 << 21
-FIT_RUN = 4096
+#: samples (rows x channels) the fit reads at most (and at most FIT_ROWS rows, at least one run); rows
+#: are taken as a few spread-out tapered runs. What a fit costs: (MAX_ORDER + 1) multiply-adds a sample
+FIT_SAMPLES = 1 << 20
+FIT_ROWS = 1 << 13
+FIT_RUN = 2048
 #: a channel gets a filter when its estimated gain exceeds this many bits per sample (and its weights)
 MIN_GAIN_BITS = 0.1
 COEF_BITS = 20.0
@@ -169,7 +171,7 @@ def plan(codes: np.ndarray, max_order: int = MAX_ORDER) -> Prefilter | None:
     max_order = min(max_order, MAX_ORDER)
     if n_s < 8 * MAX_ORDER or n_ch == 0 or max_order < 4:
         return None
-    rows = min(n_s, max(FIT_RUN, FIT_SAMPLES // n_ch))
+    rows = min(n_s, max(FIT_RUN, min(FIT_ROWS, FIT_SAMPLES // n_ch)))
     n_runs = max(1, rows // FIT_RUN)
     run = min(n_s, rows // n_runs)
     starts = np.linspace(0, n_s - run, n_runs).astype(np.int64)
