@@ -144,14 +144,14 @@ def _prefilter_seeds(config: dict[str, Any], frames: list[np.ndarray]) -> list[b
 
     if config.get("mode") == "archive":
         return [get_codec(config).encode(_oversampled(frames, 1200))]
-    ov = _oversampled(frames, 6000)
+    ov = _oversampled(frames, 30 * (-(-nlc.PREFILTER_PLAN_ROWS // 30) + nlc.PREFILTER_SWITCH_FRAMES + 60))
     enc = get_codec({**config, "keyframe_interval": 40})  # 40 x 30 rows: the LPC (v4) path
     blobs = [enc.encode(ov[i : i + 30]) for i in range(0, ov.shape[0] - 29, 30)]
-    on = [i for i, b in enumerate(blobs) if b[0] & nlc.KEY_BIT and b[1] >> 4 >= 3]
-    first = next((i for i in on if i * 30 >= nlc.PREFILTER_PLAN_ROWS - 30), None)
+    keys = [i for i, b in enumerate(blobs) if b[0] & nlc.KEY_BIT and b[1] >> 4 >= 3]
+    first = next((i for i in keys if i > nlc.PREFILTER_PLAN_ROWS // 30 + nlc.PREFILTER_SWITCH_FRAMES - 2), None)
     if first is None:
         return []
-    return blobs[first : first + 3] + [blobs[i] for i in on if i > first][:1]
+    return blobs[first : first + 3] + [blobs[i] for i in keys if i > first][:1]
 
 
 def _text_frames() -> list[np.ndarray]:

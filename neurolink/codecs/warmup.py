@@ -51,6 +51,12 @@ def warm_up(configs: Iterable[Mapping[str, Any]], n_channels: int, frame_samples
                 dec.decode(enc.encode(f))
         except Exception as exc:  # noqa: BLE001 - warm-up must never stop a daemon
             log.debug("warm-up skipped %s for %d ch %s: %s", cfg, n_channels, np.dtype(dtype), exc)
+    try:  # nl-lossless's prefilter: planned later in a stream, on a bulk thread (see prefilter.warm_up)
+        from neurolink.codecs.lossless import prefilter
+
+        prefilter.warm_up()
+    except Exception as exc:  # noqa: BLE001
+        log.debug("prefilter warm-up skipped: %s", exc)
     return time.perf_counter() - t0
 
 

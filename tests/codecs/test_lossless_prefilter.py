@@ -213,6 +213,13 @@ def test_stream_keyframes_do_not_accept_the_flag():
 
 # --- streams: planned once from the first rows, table in full keyframes, history reset at keyframes --
 
+@pytest.fixture(autouse=True)
+def _short_switch(monkeypatch):
+    """Streams switch the prefilter on PREFILTER_SWITCH_FRAMES after planning (1 s by default, time for
+    the bulk thread); 60 frames keep these tests short, the logic is the same."""
+    monkeypatch.setattr(nlc, "PREFILTER_SWITCH_FRAMES", 60)
+
+
 STREAM = {"id": "nl-lossless", "mode": "stream", "keyframe_interval": 40}  # 40 x 30 rows >= LPC_MIN_ROWS: v4
 
 
@@ -225,6 +232,12 @@ def _v3_kind(blob: bytes) -> int | None:
     if not blob[0] & nlc.KEY_BIT or blob[1] >> 4 < 3:
         return None
     return blob[_kind_offset(blob)]
+
+
+def _switch(frame: int = 30) -> int:
+    """The frame at which a stream switches its prefilter on: the frame completing the planning rows,
+    plus the fixed delay that lets the plan run on a bulk thread (independent of thread timing)."""
+    return -(-nlc.PREFILTER_PLAN_ROWS // frame) - 1 + nlc.PREFILTER_SWITCH_FRAMES
 
 
 def _encode(frames: list[np.ndarray], config: dict = STREAM) -> list[bytes]:
@@ -241,7 +254,7 @@ def test_stream_switches_the_prefilter_on_and_stays_exact(monkeypatch):
         assert np.array_equal(dec.decode(b), f)
     kinds = [(i, _v3_kind(b)) for i, b in enumerate(blobs) if _v3_kind(b) is not None]
     on = [i for i, k in kinds if k & nlc.KIND_V3_PREFILTER]
-    switch = -(-nlc.PREFILTER_PLAN_ROWS // 30) - 1  # the frame that completes the planning rows
+    switch = _switch()
     assert on and on[0] == switch, (on[:3], switch)
     assert kinds[-1][1] & nlc.KIND_V3_PREFILTER  # and it stays on
     # full keyframes carry the table; the others only name it
@@ -255,10 +268,10 @@ def test_stream_switches_the_prefilter_on_and_stays_exact(monkeypatch):
 
 
 def test_stream_loss_and_late_joiners():
-    x = oversampled(21000, 3, seed=4)  # 700 frames: full keyframes every 10 x 40 frames after the switch
+    x = oversampled(21000, 3, seed=4)  # 700 frames: a full keyframe 10 x 40 frames after the switch
     frames = _frames(x)
     blobs = _encode(frames)
-    switch = -(-nlc.PREFILTER_PLAN_ROWS // 30) - 1
+    switch = _switch()
     ref = get_codec(STREAM)
     ref_out = [ref.decode(b) for b in blobs]
     # lose the switch keyframe (it carries the table): nothing decodes until a full keyframe
@@ -287,25 +300,30 @@ def test_stream_loss_and_late_joiners():
 def test_reset_keeps_the_plan_and_a_fresh_decoder_follows():
     """The sender resets its codec on every level switch: the plan survives, the first keyframe after the
     reset carries the table and decodes on a decoder that never saw the stream."""
-    x = oversampled(9000, 2, seed=6)
+    x = oversampled(12000, 2, seed=6)
     frames = _frames(x)
     enc = get_codec(STREAM)
-    for f in frames[:200]:
+    at = _switch() + 30
+    for f in frames[:at]:
         enc.encode(f)
     enc.reset()
-    first = enc.encode(frames[200])
+    first = enc.encode(frames[at])
     assert _v3_kind(first) & nlc.KIND_V3_PREFILTER and _v3_kind(first) & 7 == nlc.KIND_LPC
     dec = get_codec(STREAM)
-    assert np.array_equal(dec.decode(first), frames[200])
-    for f in frames[201:]:
+    assert np.array_equal(dec.decode(first), frames[at])
+    for f in frames[at + 1 :]:
         assert np.array_equal(dec.decode(enc.encode(f)), f)
 
 
 def test_shape_change_drops_the_prefilter():
     enc = get_codec(STREAM)
     dec = get_codec(STREAM)
-    for f in _frames(oversampled(6000, 4, seed=7)):
-        assert np.array_equal(dec.decode(enc.encode(f)), f)
+    seen = set()
+    for f in _frames(oversampled(9000, 4, seed=7)):
+        b = enc.encode(f)
+        seen.add(_v3_kind(b))
+        assert np.array_equal(dec.decode(b), f)
+    assert any(k is not None and k & nlc.KIND_V3_PREFILTER for k in seen)  # on before the change
     other = _frames(oversampled(600, 5, seed=8))
     for f in other:
         b = enc.encode(f)

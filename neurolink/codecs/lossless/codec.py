@@ -73,8 +73,12 @@ COUNTER_MOD = 64
 #: v3/v4 keyframes: bit 3 of the kind byte = the stream runs a prefilter (prefilter.py); a full keyframe
 #: carries its table after the weights, and the weight-set signature covers both
 KIND_V3_PREFILTER = 0x08
-#: streams plan their prefilter once, from their first rows (at least this many, ~0.14 s at 30 kHz)
+#: streams plan their prefilter once, from their first rows (at least this many, ~0.14 s at 30 kHz), on
+#: a bulk thread (the fit and trial take 40-100 ms at 64-1024 channels: a stall of the live path), and
+#: switch it on this many frames later, waiting for the plan only if it is not done by then: the switch
+#: frame does not depend on thread timing, so a stream's bytes stay reproducible
 PREFILTER_PLAN_ROWS = 4096
+PREFILTER_SWITCH_FRAMES = 1000
 #: archive: a planned prefilter is kept only if a trial encode of a prefix this long (rows, or samples
 #: over all channels, whichever is more) comes out smaller with it
 PREFILTER_TRIAL_ROWS = 2048
@@ -320,6 +324,22 @@ class _Fitter:
         return (q.reshape(1, n_ch, lpc.N_COEF), wt, wt32, fast32), self.pk_crc & 0xFFFFFF, tab[: self.pk_pos]
 
 
+def _plan_stream_prefilter(buf: np.ndarray, alpha: alph.Alphabet, interval: int) -> tuple[prefilter.StreamFilter, _Fitter] | None:
+    """A stream's prefilter from its first rows (runs on a bulk thread: touches no encoder state): the
+    filter and a fitter of the core's weights that has seen the last of these rows as filtered (the
+    core predicts y from the switch on; its statistics of x would be wrong for up to a second), or None."""
+    n_ch = buf.shape[1]
+    dt = buf.dtype
+    pf = prefilter.plan(buf, prefilter.STREAM_ROW_BUDGET // n_ch)
+    if pf is None or not NlLossless("archive")._prefilter_pays(buf, alpha, dt, pf):
+        return None
+    filtered = prefilter.apply(buf, pf, _DT[dt][2], _DT[dt][3])
+    warm = np.ascontiguousarray(filtered[-min(len(filtered), max(256, fit.FIT_WARM_SAMPLES // n_ch)):])
+    fitter = _Fitter(n_ch, interval, WEIGHT_DROP)
+    fitter.observe(warm, np.zeros((n_ch, 3), np.int64), full=True)
+    return prefilter.StreamFilter(pf), fitter
+
+
 class NlLossless(Codec):
     """Lossless codec for int16/int32 (samples, channels) arrays.
 
@@ -374,7 +394,9 @@ class NlLossless(Codec):
         self._pf_rows: list[np.ndarray] = []
         self._pf_n = 0
         self._pf_out: np.ndarray | None = None
-        self._pf_warm: np.ndarray | None = None  # the planning rows as filtered: the core's first fit
+        self._pf_fitter: _Fitter | None = None  # the core's fitter for the switch, primed on the planning rows
+        if not hasattr(self, "_pf_job"):
+            self._pf_job: list[Any] | None = None  # [future of the plan, frames until the switch], kept by reset()
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
@@ -415,6 +437,8 @@ class NlLossless(Codec):
         self._tracker.update(x)
         if self._pf_shape != (n_ch, dt):
             self._collect_prefilter(x)
+        elif self._pf_job is not None:
+            self._poll_prefilter(n_ch)
         key = self._enc is None or self._since_key >= self.keyframe_interval
         # v3 predicted frames carry no length: a different frame length starts a keyframe
         key = key or (isinstance(self._enc, _State3) and self._enc.last_n != n_s)
@@ -446,13 +470,15 @@ class NlLossless(Codec):
                 # the core predicted the other signal until now (x instead of y): its statistics start
                 # over, from the planning rows as filtered (else from this frame alone), and this
                 # keyframe sends the new weights
-                self._fitter = _Fitter(n_ch, self.keyframe_interval, WEIGHT_DROP)
+                primed = self._pf_fitter
+                if sf is not None and primed is not None and primed.pending.shape[0] == n_ch:
+                    self._fitter = primed
+                else:
+                    self._fitter = _Fitter(n_ch, self.keyframe_interval, WEIGHT_DROP)
                 self._keys_since_full = FULL_EVERY
-                warm = self._pf_warm
-                if sf is not None and warm is not None and warm.shape[1] == n_ch:
-                    self._fitter.observe(warm, np.zeros((n_ch, 3), np.int64), full=True)
-            self._pf_warm = None
+            self._pf_fitter = None
             fitter = self._fitter
+            assert fitter is not None
             if first or sf is not prev_sf or (prev is not None and not same_alpha and not trivial):
                 fitter.observe(codes, np.zeros((n_ch, 3), np.int64), full=True)
             else:
@@ -602,15 +628,14 @@ class NlLossless(Codec):
         return _State2(n_ch, dt, alpha, fit.fit_block(codes, ARCHIVE_SEG))
 
     def _collect_prefilter(self, x: np.ndarray) -> None:
-        """Stream encoder: keep the first PREFILTER_PLAN_ROWS rows, then plan the prefilter once (one
-        frame pays ~10-60 ms once; the trial is the archive's). Only int16 streams with an identity
-        alphabet whose frames take the LPC path."""
+        """Stream encoder: keep the first PREFILTER_PLAN_ROWS rows, then plan the prefilter once on a bulk
+        thread. Only int16 streams with an identity alphabet whose frames take the LPC path."""
         n_s, n_ch = x.shape
         dt = x.dtype
+        self._sf, self._pf_job = None, None  # collecting for this shape: a filter or plan for another one is void
         if dt != np.int16 or n_ch == 0 or n_s * self.keyframe_interval < LPC_MIN_ROWS:
-            self._pf_shape, self._sf = (n_ch, dt), None
+            self._pf_shape = (n_ch, dt)
             return
-        self._sf = None  # collecting for this shape: a filter planned for another one is void
         if self._pf_rows and (self._pf_rows[0].shape[1] != n_ch or self._pf_rows[0].dtype != dt):
             self._pf_rows, self._pf_n = [], 0
         self._pf_rows.append(x.copy())
@@ -619,18 +644,32 @@ class NlLossless(Codec):
             return
         buf = np.concatenate(self._pf_rows)
         self._pf_rows, self._pf_n = [], 0
-        self._pf_shape, self._sf = (n_ch, dt), None
+        self._pf_shape = (n_ch, dt)
         assert self._tracker is not None
         alpha = self._tracker.alphabet()
         if not alpha.trivial:
             return
-        pf = prefilter.plan(buf, prefilter.STREAM_ROW_BUDGET // n_ch)
-        if pf is None:
+        from neurolink.runtime import bulk_executor
+
+        self._pf_job = [bulk_executor().submit(_plan_stream_prefilter, buf, alpha, self.keyframe_interval),
+                        PREFILTER_SWITCH_FRAMES]
+
+    def _poll_prefilter(self, n_ch: int) -> None:
+        """Count down to the switch frame; there, take the plan (waiting for it if needed)."""
+        job = self._pf_job
+        assert job is not None
+        job[1] -= 1
+        if job[1] > 0:
             return
-        if NlLossless("archive")._prefilter_pays(buf, alpha, dt, pf):
-            self._sf = prefilter.StreamFilter(pf)
-            filtered = prefilter.apply(buf, pf, _DT[dt][2], _DT[dt][3])
-            self._pf_warm = np.ascontiguousarray(filtered[-min(len(filtered), max(256, fit.FIT_WARM_SAMPLES // n_ch)):])
+        self._pf_job = None
+        try:
+            planned = job[0].result()
+        except Exception as exc:  # the stream goes on without a filter: nothing is lost
+            log.warning("nl-lossless: prefilter planning failed (%s: %s); the stream continues without it",
+                        type(exc).__name__, exc)
+            return
+        if planned is not None and planned[0].ring.shape[1] == n_ch:
+            self._sf, self._pf_fitter = planned
             self.request_keyframe()  # this frame: a full keyframe with the table and new weights
 
     def _filtered(self, codes: np.ndarray, sf: prefilter.StreamFilter) -> np.ndarray:
