@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from numba import njit
 
 from neurolink.codecs.base import MAX_CHANNELS, Codec, as_2d, current_decode_limit
 from neurolink.codecs.lossy._bitio import BAD, get_bits, put_bits
@@ -26,6 +27,29 @@ MAX_FLOAT = 1e7
 MAX_FRAME_VALUES = 1 << 21  # samples x channels per frame (16 MB as float64): frames are short by design
 
 
+@njit(cache=True)
+def _finish(y, to_int16):
+    """The decoded frame in its dtype, in one pass (numpy's isfinite + rint + clip + astype made three
+    frame-sized float64 temporaries): (out32, out16, ok); ok False if y holds a non-finite value. y may be
+    a transposed view (codecs that decode channel by channel): blocks of 16 channels keep both layouts'
+    reads in L1."""
+    n_s, n_ch = y.shape
+    out16 = np.empty((n_s, n_ch) if to_int16 else (0, 0), np.int16)
+    out32 = np.empty((0, 0) if to_int16 else (n_s, n_ch), np.float32)
+    for c0 in range(0, n_ch, 16):
+        c1 = min(c0 + 16, n_ch)
+        for i in range(n_s):
+            for c in range(c0, c1):
+                v = y[i, c]
+                if not np.isfinite(v):
+                    return out32, out16, False
+                if to_int16:
+                    out16[i, c] = np.int16(min(max(np.rint(v), -32768.0), 32767.0))
+                else:
+                    out32[i, c] = np.float32(min(max(v, -3.0e38), 3.0e38))
+    return out32, out16, True
+
+
 def check_number(name: str, value: Any, lo: float, hi: float, codec_id: str, integer: bool = False) -> Any:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok and integer:
@@ -36,12 +60,23 @@ def check_number(name: str, value: Any, lo: float, hi: float, codec_id: str, int
     return int(value) if integer else float(value)
 
 
+def check_flag(name: str, value: Any, codec_id: str) -> bool:
+    if not isinstance(value, bool):
+        raise CodecError(f"{codec_id}: {name!r} must be true or false, got {value!r}")
+    return value
+
+
 class LossyStreamCodec(Codec):
     """Base class: subclasses implement ``_encode_payload`` / ``_decode_payload`` on float64 (samples, channels)."""
 
     lossless = False
     streaming = True
     dtypes: ClassVar[tuple[str, ...]] = ("int16", "float32")
+    #: keep the frame-sized work arrays (payload buffer, float64 copy of the input) across frames: 1 ms
+    #: frames of 1024 channels at 30 kHz allocated ~1 MB of them per frame, which glibc gave back to the
+    #: kernel and faulted in again (~350 page faults, hundreds of us, per frame). Only for subclasses
+    #: whose kernels keep no reference to the input and write the payload buffer below the end position.
+    _reuse_buffers: ClassVar[bool] = False
 
     def __init__(self, keyframe_interval: int = 100) -> None:
         self.keyframe_interval = check_number("keyframe_interval", keyframe_interval, 1, 100, self.codec_id, True)
@@ -52,6 +87,8 @@ class LossyStreamCodec(Codec):
         self._enc_seq = 0
         self._dec_shape: tuple[int, int, np.dtype] | None = None
         self._dec_next = -1
+        self._wbuf = np.zeros(0, np.uint8)  # _reuse_buffers: zero beyond the last payload's bytes
+        self._xf = np.zeros((0, 0))
 
     # ---- subclass hooks -------------------------------------------------------------------------
     def _reset_state(self, n_samples: int, n_channels: int, encoder: bool) -> None:
@@ -86,7 +123,13 @@ class LossyStreamCodec(Codec):
 
     def encode(self, x: np.ndarray) -> bytes:
         x = as_2d(x, self.codec_id, self.dtypes)
-        xf = x.astype(np.float64)
+        if self._reuse_buffers:
+            if self._xf.shape != x.shape:
+                self._xf = np.empty(x.shape)
+            xf = self._xf
+            np.copyto(xf, x)
+        else:
+            xf = x.astype(np.float64)
         if x.dtype.kind == "f" and x.size and not (np.all(np.isfinite(xf)) and np.abs(xf).max() <= MAX_FLOAT):
             raise CodecError(f"{self.codec_id}: float input must be finite and within +-{MAX_FLOAT:g}")
         n_s, n_ch = x.shape
@@ -99,7 +142,13 @@ class LossyStreamCodec(Codec):
             self._enc_shape = shape
             self._enc_count = 0
             self._reset_state(n_s, n_ch, True)
-        buf = np.zeros(self._max_bytes(n_s, n_ch) + 8, np.uint8)
+        need = self._max_bytes(n_s, n_ch) + 8
+        if not self._reuse_buffers:
+            buf = np.zeros(need, np.uint8)
+        else:
+            if self._wbuf.size < need:
+                self._wbuf = np.zeros(need, np.uint8)
+            buf = self._wbuf
         pos = put_bits(buf, 0, (int(key) << 4) | (self._enc_seq & 15), 5)
         if key:
             pos = put_bits(buf, pos, _DTYPES[x.dtype.name], 3)
@@ -107,10 +156,16 @@ class LossyStreamCodec(Codec):
             pos = put_bits(buf, pos, n_s, 16)
         self._enc_count += 1
         self._enc_seq += 1
-        if n_s == 0 or n_ch == 0:
-            return buf[: (pos + 7) >> 3].tobytes()
-        _rec, pos = self._encode_payload(xf, buf, pos, key)
-        return buf[: (pos + 7) >> 3].tobytes()
+        if n_s > 0 and n_ch > 0:
+            try:
+                _rec, pos = self._encode_payload(xf, buf, pos, key)
+            except BaseException:
+                buf[:] = 0
+                raise
+        out = buf[: (pos + 7) >> 3].tobytes()
+        if self._reuse_buffers:  # back to zeros for the next frame (the kernels write below the end position)
+            buf[: min(buf.size, ((pos + 7) >> 3) + 8)] = 0
+        return out
 
     def decode(self, blob: bytes) -> np.ndarray:
         buf = np.frombuffer(bytes(blob), np.uint8)
@@ -125,8 +180,9 @@ class LossyStreamCodec(Codec):
         if key:
             if code not in _CODES:
                 raise CodecError(f"{self.codec_id}: unknown dtype code {code} in keyframe header at bit 5")
-            # bounded allocation on hostile input: every channel costs at least one bit of payload
-            if n_ch > MAX_CHANNELS or n_s * n_ch > MAX_FRAME_VALUES or n_ch > 8 * len(blob):
+            # bounded allocation on hostile input: every channel costs at least one bit of payload (a frame of
+            # 0 samples has none: the encoder sends its header alone, as for any channel count)
+            if n_ch > MAX_CHANNELS or n_s * n_ch > MAX_FRAME_VALUES or (n_s > 0 and n_ch > 8 * len(blob)):
                 raise CodecError(f"{self.codec_id}: keyframe claims {n_s}x{n_ch} samples, above the size limit")
             self._dec_shape = (n_s, n_ch, _CODES[code])
         elif self._dec_shape is None or count != self._dec_next:
@@ -149,12 +205,11 @@ class LossyStreamCodec(Codec):
             except (ValueError, IndexError) as exc:
                 self._dec_shape = None
                 raise CodecError(f"{self.codec_id}: corrupt payload: {exc}") from None
-        if not np.all(np.isfinite(y)):
+        out32, out16, ok = _finish(np.asarray(y, np.float64), dtype == np.int16)  # any strides
+        if not ok:
             self._dec_shape = None
             raise CodecError(f"{self.codec_id}: corrupt payload decodes to non-finite values")
-        if dtype == np.int16:
-            return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
-        return np.clip(y, -3.0e38, 3.0e38).astype(np.float32)
+        return out16 if dtype == np.int16 else out32
 
     def get_config(self) -> dict[str, Any]:
         return {"id": self.codec_id, **self._params(), "keyframe_interval": self.keyframe_interval}
