@@ -151,6 +151,19 @@ def bulk_executor() -> ThreadPoolExecutor:
         return _bulk
 
 
+_plan: ThreadPoolExecutor | None = None
+
+
+def plan_executor() -> ThreadPoolExecutor:
+    """One normal-priority thread for short one-off planning jobs (a stream's codec prefilter): apart from
+    the bulk threads, so such a job does not queue behind archive blocks while the live path waits for it."""
+    global _plan
+    with _bulk_lock:
+        if _plan is None:
+            _plan = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nl-plan", initializer=_normal_priority)
+        return _plan
+
+
 async def in_bulk_thread(fn: Callable[..., T], *args: Any) -> T:
     """``asyncio.to_thread`` for bulk work: on a :func:`bulk_executor` thread, never ahead of the live path."""
     return await asyncio.get_running_loop().run_in_executor(bulk_executor(), fn, *args)

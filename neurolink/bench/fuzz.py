@@ -146,7 +146,10 @@ def _prefilter_seeds(config: dict[str, Any], frames: list[np.ndarray]) -> list[b
         return [get_codec(config).encode(_oversampled(frames, 1200))]
     ov = _oversampled(frames, 30 * (-(-nlc.PREFILTER_PLAN_ROWS // 30) + nlc.PREFILTER_SWITCH_FRAMES + 60))
     enc = get_codec({**config, "keyframe_interval": 40})  # 40 x 30 rows: the LPC (v4) path
-    blobs = [enc.encode(ov[i : i + 30]) for i in range(0, ov.shape[0] - 29, 30)]
+    blobs = []
+    for i in range(0, ov.shape[0] - 29, 30):
+        blobs.append(enc.encode(ov[i : i + 30]))
+        enc.settle()  # type: ignore[attr-defined]  # the plan in time, as in a live stream
     keys = [i for i, b in enumerate(blobs) if b[0] & nlc.KEY_BIT and b[1] >> 4 >= 3]
     first = next((i for i in keys if i > nlc.PREFILTER_PLAN_ROWS // 30 + nlc.PREFILTER_SWITCH_FRAMES - 2), None)
     if first is None:

@@ -241,8 +241,13 @@ def _switch(frame: int = 30) -> int:
 
 
 def _encode(frames: list[np.ndarray], config: dict = STREAM) -> list[bytes]:
+    """Frame by frame, the planning thread settled after each (frames faster than real time)."""
     enc = get_codec(config)
-    return [enc.encode(f) for f in frames]
+    out = []
+    for f in frames:
+        out.append(enc.encode(f))
+        enc.settle()
+    return out
 
 
 def test_stream_switches_the_prefilter_on_and_stays_exact(monkeypatch):
@@ -306,6 +311,7 @@ def test_reset_keeps_the_plan_and_a_fresh_decoder_follows():
     at = _switch() + 30
     for f in frames[:at]:
         enc.encode(f)
+        enc.settle()
     enc.reset()
     first = enc.encode(frames[at])
     assert _v3_kind(first) & nlc.KIND_V3_PREFILTER and _v3_kind(first) & 7 == nlc.KIND_LPC
@@ -321,6 +327,7 @@ def test_shape_change_drops_the_prefilter():
     seen = set()
     for f in _frames(oversampled(9000, 4, seed=7)):
         b = enc.encode(f)
+        enc.settle()
         seen.add(_v3_kind(b))
         assert np.array_equal(dec.decode(b), f)
     assert any(k is not None and k & nlc.KIND_V3_PREFILTER for k in seen)  # on before the change
@@ -373,3 +380,33 @@ def test_stream_keyframe_tampering():
         except CodecError:
             continue
         assert y.shape == frames[full].shape
+
+
+def test_a_late_plan_is_not_waited_for(monkeypatch):
+    """The live path never blocks on the planning thread: a plan not done at its switch frame is looked
+    at again PREFILTER_SWITCH_FRAMES later, and the stream stays exact meanwhile."""
+    from concurrent.futures import Future
+
+    import neurolink.runtime as rt
+
+    pending: Future = Future()
+    jobs: list = []
+
+    class Held:
+        def submit(self, fn, *args):
+            jobs.append((fn, args))
+            return pending
+
+    monkeypatch.setattr(rt, "plan_executor", lambda: Held())
+    frames = _frames(oversampled(15000, 2, seed=12))
+    enc, dec = get_codec(STREAM), get_codec(STREAM)
+    switch = _switch()
+    kinds = []
+    for i, f in enumerate(frames):
+        if i == switch + 10:  # done only after its first due frame
+            pending.set_result(jobs[0][0](*jobs[0][1]))
+        b = enc.encode(f)
+        kinds.append(_v3_kind(b))
+        assert np.array_equal(dec.decode(b), f)
+    on = [i for i, k in enumerate(kinds) if k is not None and k & nlc.KIND_V3_PREFILTER]
+    assert len(jobs) == 1 and on and on[0] == switch + nlc.PREFILTER_SWITCH_FRAMES

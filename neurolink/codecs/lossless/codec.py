@@ -74,9 +74,10 @@ COUNTER_MOD = 64
 #: carries its table after the weights, and the weight-set signature covers both
 KIND_V3_PREFILTER = 0x08
 #: streams plan their prefilter once, from their first rows (at least this many, ~0.14 s at 30 kHz), on
-#: a bulk thread (the fit and trial take 40-100 ms at 64-1024 channels: a stall of the live path), and
-#: switch it on this many frames later, waiting for the plan only if it is not done by then: the switch
-#: frame does not depend on thread timing, so a stream's bytes stay reproducible
+#: a planning thread (the fit and trial take 40-200 ms at 64-1024 channels: a stall of the live path),
+#: and switch it on this many frames later: the switch frame does not depend on thread timing, so a
+#: stream's bytes are reproducible. A plan not done by then is looked at again that many frames later
+#: (never waited for)
 PREFILTER_PLAN_ROWS = 4096
 PREFILTER_SWITCH_FRAMES = 1000
 #: archive: a planned prefilter is kept only if a trial encode of a prefix this long (rows, or samples
@@ -325,7 +326,7 @@ class _Fitter:
 
 
 def _plan_stream_prefilter(buf: np.ndarray, alpha: alph.Alphabet, interval: int) -> tuple[prefilter.StreamFilter, _Fitter] | None:
-    """A stream's prefilter from its first rows (runs on a bulk thread: touches no encoder state): the
+    """A stream's prefilter from its first rows (runs on the planning thread: touches no encoder state): the
     filter and a fitter of the core's weights that has seen the last of these rows as filtered (the
     core predicts y from the switch on; its statistics of x would be wrong for up to a second), or None."""
     n_ch = buf.shape[1]
@@ -649,17 +650,27 @@ class NlLossless(Codec):
         alpha = self._tracker.alphabet()
         if not alpha.trivial:
             return
-        from neurolink.runtime import bulk_executor
+        from neurolink.runtime import plan_executor
 
-        self._pf_job = [bulk_executor().submit(_plan_stream_prefilter, buf, alpha, self.keyframe_interval),
+        self._pf_job = [plan_executor().submit(_plan_stream_prefilter, buf, alpha, self.keyframe_interval),
                         PREFILTER_SWITCH_FRAMES]
 
+    def settle(self) -> None:
+        """Block until a pending prefilter plan is done. Live streams never need this (the plan has a
+        second); benchmarks, tests and fixtures that encode faster than real time call it so the filter
+        switches on at the same frame whatever the machine's load."""
+        if self._pf_job is not None:
+            self._pf_job[0].result()
+
     def _poll_prefilter(self, n_ch: int) -> None:
-        """Count down to the switch frame; there, take the plan (waiting for it if needed)."""
+        """Count down to the switch frame; there, take the plan if it is done (else count down again)."""
         job = self._pf_job
         assert job is not None
         job[1] -= 1
         if job[1] > 0:
+            return
+        if not job[0].done():
+            job[1] = PREFILTER_SWITCH_FRAMES
             return
         self._pf_job = None
         try:
