@@ -137,13 +137,16 @@ def _oversampled(frames: list[np.ndarray], rows: int = 4800) -> np.ndarray:
 
 
 def _prefilter_seeds(config: dict[str, Any], frames: list[np.ndarray]) -> list[bytes]:
-    """nl-lossless payloads that carry a prefilter: an archive block, or a stream's full keyframe with the
-    table, the predicted frames after it and a keyframe that names the set."""
+    """nl-lossless payloads that carry a prefilter: archive blocks (also with a constant channel), or a
+    stream's full keyframe with the table, the predicted frames after it and a keyframe that names the set."""
     from neurolink.codecs import get_codec
     from neurolink.codecs.lossless import codec as nlc
 
     if config.get("mode") == "archive":
-        return [get_codec(config).encode(_oversampled(frames, 1200))]
+        ov = _oversampled(frames, 1200)
+        dead = ov.copy()
+        dead[:, 0] = 5  # a dead channel: left out of the bitstream (constant-channel table)
+        return [get_codec(config).encode(ov), get_codec(config).encode(dead), get_codec(config).encode(dead[:300])]
     ov = _oversampled(frames, 30 * (-(-nlc.PREFILTER_PLAN_ROWS // 30) + nlc.PREFILTER_SWITCH_FRAMES + 60))
     enc = get_codec({**config, "keyframe_interval": 40})  # 40 x 30 rows: the LPC (v4) path
     blobs = []

@@ -31,7 +31,7 @@ from neurolink.codecs.lossless import fit, lpc, prefilter
 from neurolink.codecs.lossless.bitio import bytes_consumed, flush_bits
 from neurolink.codecs.lossless.predict import decode_block, encode_block, init_state
 from neurolink.codecs.lossless.tracker import AlphabetTracker
-from neurolink.codecs.lossless.varint import Reader, put_uvarint
+from neurolink.codecs.lossless.varint import Reader, put_svarint, put_uvarint
 from neurolink.errors import CodecError, MissingReferenceError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ KIND_SELECT, KIND_LPC = 0, 1  # v2 predictor kinds (see docs/codecs-lossless.md)
 KIND_LPC_REF = 2  # v3: LPC with the weight set of an earlier (full) keyframe
 #: v2 archive payloads: bit 4 of the kind byte = a long-term prefilter table follows it (prefilter.py)
 KIND_PREFILTER = 0x10
+#: v2 archive payloads: bit 5 of the kind byte = channels constant over the block are not coded; their
+#: indices and code follow (after the prefilter table). A dead or railed channel cost ~1 bit a sample
+#: (the Rice code's terminator), where FLAC's constant subframe costs nothing
+KIND_CONST = 0x20
 #: v3 streams send the weights in one keyframe of FULL_EVERY (1 s at the defaults); the others name
 #: that weight set by its 24-bit signature: ~2.3 bits per 1 ms tetrode frame. A decoder that missed
 #: the full keyframe waits for the next one.
@@ -103,6 +107,20 @@ _NO_COST = np.zeros((1, 2), np.int64)  # Rice-only frames keep no per-channel co
 _NO_PFX = np.zeros(1, np.int64)
 _NO_KB = np.zeros(1, np.uint8)  # decode_frame without Rice k bytes to read
 _NO_COEFS = np.zeros(0, np.int64)  # a state whose weights are set later
+
+
+#: archive payloads without their constant channels: (n_channels, alphabet of all channels, the constant
+#: channels' indices, their code)
+_Skip = tuple[int, alph.Alphabet, np.ndarray, np.ndarray]
+
+
+def _constant_channels(codes: np.ndarray) -> np.ndarray | None:
+    """Mask of the channels whose codes are all equal over the block (None if there is none)."""
+    n_s, n_ch = codes.shape
+    if n_s < 2 or n_ch == 0:
+        return None
+    const = (codes == codes[0]).all(axis=0)
+    return const if const.any() else None
 
 
 class _State:
@@ -428,7 +446,14 @@ class NlLossless(Codec):
                     codes = prefilter.apply(codes, pf, _DT[dt][2], _DT[dt][3])
                 else:
                     pf = None
-            return self._emit2(KEY_BIT | ARCHIVE_BIT, True, codes, self._archive_state(codes, alpha, dt), ARCHIVE_SEG, pf)
+            const = _constant_channels(codes)
+            if const is None:
+                return self._emit2(KEY_BIT | ARCHIVE_BIT, True, codes, self._archive_state(codes, alpha, dt), ARCHIVE_SEG, pf)
+            # the constant channels are left out of the coded codes; the header still names every channel
+            active = np.ascontiguousarray(codes[:, ~const])
+            skip = (n_ch, alpha, np.flatnonzero(const), codes[0, const].astype(np.int64))
+            core = self._archive_state(active, alph.Alphabet.identity(active.shape[1]), dt)
+            return self._emit2(KEY_BIT | ARCHIVE_BIT, True, active, core, ARCHIVE_SEG, pf, skip)
 
         if self._enc is None or self._enc.n_ch != n_ch or self._enc.dtype != dt:
             self._tracker = AlphabetTracker(n_ch, dt, stable_frames=self.keyframe_interval)
@@ -709,9 +734,9 @@ class NlLossless(Codec):
         return (with_pf - len(tab)) * n_s / n_pre + len(tab) < PREFILTER_MIN_GAIN * plain * n_s / n_pre
 
     def _emit_select(self, b0: int, key: bool, codes: np.ndarray, st: _State,
-                     pf: prefilter.Prefilter | None = None) -> bytes:
+                     pf: prefilter.Prefilter | None = None, skip: _Skip | None = None) -> bytes:
         n_s, n_ch = codes.shape
-        head = self._head(b0, key, n_s, st, KIND_SELECT, pf)
+        head = self._head(b0, key, n_s, st, KIND_SELECT, pf, skip)
         out = self._out_buffer(n_s * n_ch * _WORST_BYTES[st.dtype.name] + 16)
         ws = np.zeros(3, np.int64)
         if n_ch and n_s:
@@ -721,17 +746,25 @@ class NlLossless(Codec):
         return bytes(head) + out[:nbytes].tobytes()
 
     def _head(self, b0: int, key: bool, n_s: int, st: _State | _State2, kind: int,
-              pf: prefilter.Prefilter | None = None) -> bytearray:
+              pf: prefilter.Prefilter | None = None, skip: _Skip | None = None) -> bytearray:
         """v2 header: full on self-contained payloads, 1 byte on predicted frames of unchanged length;
-        an archive payload's prefilter table follows the kind byte."""
+        an archive payload's prefilter table and constant channels follow the kind byte (with ``skip``
+        the state codes the other channels only: the header names all of them and their alphabet)."""
         if key:
             head = bytearray([b0, (VERSION_V2 << 4) | _DT[st.dtype][4]])
-            put_uvarint(head, st.n_ch)
-            alph.pack(st.alpha, head)
+            put_uvarint(head, st.n_ch if skip is None else skip[0])
+            alph.pack(st.alpha if skip is None else skip[1], head)
             put_uvarint(head, n_s)
-            head.append(kind | (KIND_PREFILTER if pf is not None else 0))
+            head.append(kind | (KIND_PREFILTER if pf is not None else 0) | (KIND_CONST if skip is not None else 0))
             if pf is not None:
                 prefilter.pack(pf, head)
+            if skip is not None:
+                put_uvarint(head, skip[2].size)
+                prev = -1
+                for c, v in zip(skip[2].tolist(), skip[3].tolist(), strict=True):
+                    put_uvarint(head, c - prev - 1)
+                    put_svarint(head, v)
+                    prev = c
         elif n_s == st.last_n:
             head = bytearray([b0 | SAME_N_BIT])
         else:
@@ -740,13 +773,13 @@ class NlLossless(Codec):
         return head
 
     def _emit2(self, b0: int, key: bool, codes: np.ndarray, st: _State | _State2, seg: int,
-               pf: prefilter.Prefilter | None = None) -> bytes:
+               pf: prefilter.Prefilter | None = None, skip: _Skip | None = None) -> bytes:
         n_s, n_ch = codes.shape
         if isinstance(st, _State):
-            return self._emit_select(b0, key, codes, st, pf)
+            return self._emit_select(b0, key, codes, st, pf, skip)
         esc, worst, lo, hi, _ = _DT[st.dtype]
         seg_eff = seg if seg else max(n_s, 1)
-        head = self._head(b0, key, n_s, st, KIND_LPC, pf)
+        head = self._head(b0, key, n_s, st, KIND_LPC, pf, skip)
         if key:
             put_uvarint(head, seg)
             if not st.rice[2].any():
@@ -1035,21 +1068,33 @@ class NlLossless(Codec):
         check_decoded_size(cid, n_s, n_ch, st.dtype.itemsize)
         buf = np.frombuffer(blob, np.uint8)
         pf = None
+        skip: tuple[np.ndarray, np.ndarray] | None = None
+        full = st
         if key:
             kind = rd.byte("kind")
-            if kind & KIND_PREFILTER and self.mode == "archive":
+            if self.mode == "archive" and kind & (KIND_PREFILTER | KIND_CONST):
                 _, _, lo, hi, _ = _DT[st.dtype]
-                pf, rd.pos = prefilter.unpack(blob, rd.pos, n_ch, lo, hi, cid)
-                kind &= ~KIND_PREFILTER
+                if kind & KIND_PREFILTER:
+                    pf, rd.pos = prefilter.unpack(blob, rd.pos, n_ch, lo, hi, cid)
+                if kind & KIND_CONST:
+                    skip = self._read_const(rd, n_ch, lo, hi)
+                kind &= ~(KIND_PREFILTER | KIND_CONST)
             if kind not in (KIND_SELECT, KIND_LPC):
                 raise CodecError(f"{cid}: unknown predictor kind {kind} at offset {rd.pos - 1}")
-            if kind == KIND_SELECT:
+            if skip is not None:  # the coded channels only, as plain codes
+                n_ch -= skip[0].size
+                ident = alph.Alphabet.identity(n_ch)
+                st = _State(n_ch, st.dtype, ident) if kind == KIND_SELECT else _State2(n_ch, st.dtype, ident, np.zeros(0, np.int64))
+                if isinstance(st, _State):
+                    st.framing = 2
+            elif kind == KIND_SELECT:
                 st = _State(n_ch, st.dtype, st.alpha)
                 st.framing = 2
+        core_pf = pf if skip is None else None
         if isinstance(st, _State):
-            y = self._decode_body(blob, rd.pos, n_s, st, key, pf)
+            y = self._decode_body(blob, rd.pos, n_s, st, key, core_pf)
             st.last_n = n_s
-            return y, st
+            return (y if skip is None else self._unskip(y, skip, pf, full)), st
         if key:
             seg = rd.uvarint("segment", limit)
             n_seg = -(-n_s // seg) if seg else 1
@@ -1070,9 +1115,44 @@ class NlLossless(Codec):
         st.last_n = n_s
         size = len(blob) - pos
         _check_bits(cid, n_s, n_ch, size, pos)
-        y, end = self._decode_lpc(blob, pos, 0, n_s, st, key, pf=pf)
+        y, end = self._decode_lpc(blob, pos, 0, n_s, st, key, pf=core_pf)
         self._check_end(end, size, pos, n_s, n_ch)
-        return y, st
+        return (y if skip is None else self._unskip(y, skip, pf, full)), st
+
+    def _read_const(self, rd: Reader, n_ch: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """An archive payload's constant channels: count, then (index gap, code) each, range-checked."""
+        cid = self.codec_id
+        count = rd.uvarint("constant channels", n_ch)
+        idx = np.empty(count, np.int64)
+        vals = np.empty(count, np.int64)
+        prev = -1
+        for i in range(count):
+            c = prev + 1 + rd.uvarint("constant channel", n_ch)
+            if c >= n_ch:
+                raise CodecError(f"{cid}: constant channel {c} >= {n_ch} channels at offset {rd.pos}")
+            v = rd.svarint("constant code", max(-lo, hi))
+            if not lo <= v <= hi:
+                raise CodecError(f"{cid}: constant code {v} outside [{lo}, {hi}] at offset {rd.pos}")
+            idx[i], vals[i] = c, v
+            prev = c
+        return idx, vals
+
+    def _unskip(self, y: np.ndarray, skip: tuple[np.ndarray, np.ndarray], pf: prefilter.Prefilter | None,
+                full: _State | _State2) -> np.ndarray:
+        """The coded channels' codes plus the constant ones -> every channel's values."""
+        idx, vals = skip
+        n_s, n_ch = y.shape[0], full.n_ch
+        codes = np.empty((n_s, n_ch), np.int64)
+        coded = np.ones(n_ch, np.bool_)
+        coded[idx] = False
+        codes[:, coded] = y
+        codes[:, idx] = vals
+        _, _, lo, hi, _ = _DT[full.dtype]
+        if pf is not None:
+            codes = prefilter.apply(codes, pf, lo, hi, inverse=True)
+        if full.alpha.trivial:
+            return codes.astype(full.dtype)
+        return alph.from_codes(codes, full.alpha, full.dtype, self.codec_id)
 
     def _decode_body(self, blob: bytes, pos: int, n_s: int, st: _State, key: bool,
                      pf: prefilter.Prefilter | None = None) -> np.ndarray:
