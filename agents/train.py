@@ -167,6 +167,10 @@ def train(traces, out_dir: Path, timesteps: int, seed: int, n_envs: int, episode
     model = PPO("MlpPolicy", venv, seed=seed, n_steps=512, batch_size=256, n_epochs=5, gamma=0.98, gae_lambda=0.95,
                 learning_rate=3e-4, ent_coef=0.005, clip_range=0.2, policy_kwargs={"net_arch": [128, 128]},
                 tensorboard_log=tensorboard, verbose=0, device="cpu")
+    if tensorboard is None:  # else SB3 makes an empty SB3-<date> folder in the temp dir on every run
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(None, []))
     if residual and zero_bias:
         action_net = model.policy.action_net
         assert isinstance(action_net, torch.nn.Linear)  # SB3's head for a Discrete action space

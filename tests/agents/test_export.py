@@ -24,7 +24,10 @@ def test_tiny_training_exports_with_parity(tmp_path):
 
     tr = Trace("t", "t", "pensieve", np.arange(20) * 0.5, np.linspace(0.5, 3, 20) * 1e6, 10.0)
     venv = VecNormalize(DummyVecEnv([lambda: make_rate_control_env([tr], seed=0, episode_s=2.0)]))
+    from stable_baselines3.common.logger import Logger
+
     model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(Logger(None, []))  # no SB3-<date> folder in the temp dir
     model.learn(total_timesteps=128)
     module = torch_module(model, venv.obs_rms.mean, venv.obs_rms.var, venv.epsilon, venv.clip_obs)
     path = tmp_path / "p.onnx"
