@@ -164,6 +164,20 @@ def plan_executor() -> ThreadPoolExecutor:
         return _plan
 
 
+def _forget_executors() -> None:
+    """In a forked child: the parent's worker threads do not exist there, but its executors think they do
+    (a ThreadPoolExecutor starts no thread while it counts max_workers), so a job submitted in the child
+    would wait forever (seen: a fuzz child planning an nl-lossless prefilter hung until its 300 s limit).
+    The child starts its own executors on first use."""
+    global _bulk, _plan, _bulk_lock
+    _bulk = _plan = None
+    _bulk_lock = threading.Lock()  # a fork while another thread held it would leave it locked here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executors)
+
+
 async def in_bulk_thread(fn: Callable[..., T], *args: Any) -> T:
     """``asyncio.to_thread`` for bulk work: on a :func:`bulk_executor` thread, never ahead of the live path."""
     return await asyncio.get_running_loop().run_in_executor(bulk_executor(), fn, *args)

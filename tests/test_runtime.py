@@ -129,3 +129,32 @@ def test_bulk_work_runs_below_the_live_path() -> None:
         assert out["plain"] == out["FIFO"]
     else:
         pytest.skip("no privilege for SCHED_FIFO here: the demotion itself was not exercised")
+
+
+def test_executors_work_in_a_forked_child():
+    """A process forked after the bulk and planning threads exist (the fuzzer's children, a user's
+    multiprocessing pool) gets executors of its own: a job submitted there runs instead of waiting forever."""
+    import multiprocessing as mp
+
+    from neurolink import runtime
+
+    assert runtime.plan_executor().submit(lambda: 1).result(timeout=10) == 1
+    assert runtime.bulk_executor().submit(lambda: 2).result(timeout=10) == 2
+
+    def child(q):
+        try:
+            q.put((runtime.plan_executor().submit(lambda: 3).result(timeout=10),
+                   runtime.bulk_executor().submit(lambda: 4).result(timeout=10)))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            q.put(repr(exc))
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    try:
+        assert q.get(timeout=30) == (3, 4)
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()

@@ -680,12 +680,12 @@ class NlLossless(Codec):
         self._pf_job = [plan_executor().submit(_plan_stream_prefilter, buf, alpha, self.keyframe_interval),
                         PREFILTER_SWITCH_FRAMES]
 
-    def settle(self) -> None:
-        """Block until a pending prefilter plan is done. Live streams never need this (the plan has a
-        second); benchmarks, tests and fixtures that encode faster than real time call it so the filter
-        switches on at the same frame whatever the machine's load."""
+    def settle(self, timeout: float | None = 120.0) -> None:
+        """Block until a pending prefilter plan is done (TimeoutError after ``timeout`` s). Live streams
+        never need this (the plan has a second); benchmarks, tests and fixtures that encode faster than
+        real time call it so the filter switches on at the same frame whatever the machine's load."""
         if self._pf_job is not None:
-            self._pf_job[0].result()
+            self._pf_job[0].result(timeout)
 
     def _poll_prefilter(self, n_ch: int) -> None:
         """Count down to the switch frame; there, take the plan if it is done (else count down again)."""
