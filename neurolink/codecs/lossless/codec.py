@@ -86,8 +86,8 @@ PREFILTER_PLAN_ROWS = 4096
 PREFILTER_SWITCH_FRAMES = 1000
 #: archive: a planned prefilter is kept only if a trial encode of a prefix this long (rows, or samples
 #: over all channels, whichever is more) comes out smaller with it
-PREFILTER_TRIAL_ROWS = 2048
-PREFILTER_TRIAL_SAMPLES = 1 << 18
+PREFILTER_TRIAL_ROWS = 1024
+PREFILTER_TRIAL_SAMPLES = 1 << 16
 #: ... by at least 1 % (a prefix is not the whole block: ECoG's estimate and trial both said yes, the block grew 0.17 %)
 PREFILTER_MIN_GAIN = 0.99
 #: v3 keyframes send the weights in units of 2^WEIGHT_DROP (Q12 -> Q8; the fit rounds them before it
