@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurolink.control.base import Controller, best_fitting_level, harmonic_mean, view
+from neurolink.control.observation import ObsView
 from neurolink.validation import check_range
 
 
@@ -35,7 +36,9 @@ class RateBased(Controller):
         self.window, self.safety, self.drain = int(window), float(safety), float(drain_intervals)
 
     def act(self, obs: np.ndarray) -> int:
-        v = view(obs)
+        return self.act_view(view(obs), obs)
+
+    def act_view(self, v: ObsView, obs: np.ndarray) -> int:
         budget = self.safety * harmonic_mean(v.throughput, self.window) - v.backlog[-1] / self.drain
         return best_fitting_level(v.rate, budget)
 

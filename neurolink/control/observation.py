@@ -64,7 +64,7 @@ def unpack(obs: np.ndarray, history: int = HISTORY) -> ObsView:
     onehot = o[5 * h : 5 * h + n]
     return ObsView(
         throughput=o[0:h], delay=o[h : 2 * h], delay_gradient=o[2 * h : 3 * h], loss=o[3 * h : 4 * h],
-        backlog=o[4 * h : 5 * h], level=int(np.argmax(onehot)) if onehot.any() else 0,
+        backlog=o[4 * h : 5 * h], level=int(onehot.argmax()) if onehot.any() else 0,
         rate=o[5 * h + n : 5 * h + 2 * n], fidelity=o[5 * h + 2 * n : 5 * h + 3 * n],
     )
 

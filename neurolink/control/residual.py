@@ -93,12 +93,12 @@ class ResidualMap:
         """Run the base controller on ``obs`` (once per interval) and return the policy's input vector."""
         v = unpack(obs)
         n = v.n_levels
-        self.base_level = int(self.base.act(obs))
+        self.base_level = int(self.base.act_view(v, obs))
         key = v.rate.tobytes() + v.fidelity.tobytes()
         if key != self._ladder_key:
             self._ladder_key, self._dominated = key, dominated_levels(v.rate, v.fidelity)
         self._order = candidate_order(v.rate, v.fidelity, self.base_level, self._dominated)
-        self._rank = int(np.flatnonzero(self._order == self.base_level)[0])
+        self._rank = int((self._order == self.base_level).argmax())  # base is always a candidate
         extra = np.zeros(2 * n, np.float32)
         extra[self.base_level] = 1.0
         extra[n + self._rank] = 1.0
