@@ -930,14 +930,13 @@ class NlLossless(Codec):
             if has_pf:
                 start = pos
                 pf, pos = prefilter.unpack(blob, pos, n_ch, -32768, 32767, cid)
-                sf = prefilter.StreamFilter(pf)
                 if not prefilter.float_exact(pf, -32768, 32767):
                     raise CodecError(f"{cid}: prefilter bias out of range for a stream at offset {start}")
-                if sf.table != blob[start:pos]:  # canonical encoding only: the signature covers these bytes
-                    raise CodecError(f"{cid}: non-canonical prefilter table at offset {start}")
                 if pos + n_ch > len(blob):
                     raise CodecError(f"{cid}: payload truncated in field 'rice k' at offset {pos}")
-                expect ^= sf.crc & 0xFFFFFF
+                sf = prefilter.StreamFilter(pf)
+                # the CRC of the bytes as received: the encoder's (canonical) table, or a signature mismatch
+                expect ^= zlib.crc32(memoryview(blob)[start:pos]) & 0xFFFFFF
             if expect != sig:
                 raise CodecError(f"{cid}: weight set signature mismatch at offset {rd.pos}: corrupt weights")
         if st.pfx.shape[0] != n_ch:
