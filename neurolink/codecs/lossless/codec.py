@@ -380,6 +380,11 @@ class NlLossless(Codec):
             raise CodecError(f"nl-lossless: 'keyframe_interval' must be an int in [1, 100000], got {keyframe_interval!r}")
         self.mode = mode
         self.keyframe_interval = keyframe_interval
+        # encoder: the prefilter is planned once per stream shape from its first rows and survives reset()
+        # (the sender resets on every level switch; the filter describes the recording, like its rate)
+        self._sf: prefilter.StreamFilter | None = None
+        self._pf_shape: tuple[int, np.dtype] | None = None
+        self._pf_job: list[Any] | None = None  # [future of the plan, frames until the switch]
         self.reset()
 
     # numcodecs-style behaviour flags --------------------------------------------------------
@@ -405,17 +410,10 @@ class NlLossless(Codec):
                           prefilter.StreamFilter | None] | None = None
         self._spare3: _State3 | None = None  # decoder: v3 state object reused by the next keyframe
         self._code_cost: np.ndarray | None = None  # encoder: per channel (Rice, prefix) bits so far
-        # encoder: the prefilter is planned once per stream shape from its first rows and survives reset()
-        # (the sender resets on every level switch; the filter describes the recording, like its rate)
-        if not hasattr(self, "_sf"):
-            self._sf: prefilter.StreamFilter | None = None
-            self._pf_shape: tuple[int, np.dtype] | None = None
         self._pf_rows: list[np.ndarray] = []
         self._pf_n = 0
         self._pf_out: np.ndarray | None = None
         self._pf_fitter: _Fitter | None = None  # the core's fitter for the switch, primed on the planning rows
-        if not hasattr(self, "_pf_job"):
-            self._pf_job: list[Any] | None = None  # [future of the plan, frames until the switch], kept by reset()
 
     @staticmethod
     def is_keyframe(blob: bytes | memoryview) -> bool:
